@@ -1,0 +1,283 @@
+//! The data model shared by the gateway and the control plane.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The tenant every object belongs to until multi-tenancy is exposed.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// How a provider expects its credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `NAME: [PREFIX]<secret>`, written `header:NAME[:PREFIX]`.
+    Header {
+        /// Header name.
+        name: String,
+        /// Text put before the secret, e.g. `Token `.
+        prefix: String,
+    },
+    /// `?NAME=<secret>` appended to the query, written `query:NAME`.
+    Query {
+        /// Query parameter name.
+        name: String,
+    },
+    /// `Authorization: Basic base64(<secret>)`; the stored secret is `user:password`.
+    Basic,
+    /// AWS Signature V4, written `sigv4:SERVICE:REGION` (signing comes with the Bedrock issue).
+    SigV4 {
+        /// AWS service name, e.g. `bedrock`.
+        service: String,
+        /// AWS region.
+        region: String,
+    },
+    /// No credential is injected.
+    None,
+}
+
+/// An auth scheme string that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid auth scheme {0:?}: expected bearer, header:NAME[:PREFIX], query:NAME, basic, sigv4:SERVICE:REGION or none")]
+pub struct AuthSchemeError(pub String);
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl FromStr for AuthScheme {
+    type Err = AuthSchemeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || AuthSchemeError(s.to_string());
+        let mut parts = s.splitn(3, ':');
+        let kind = parts.next().unwrap_or_default();
+        let a = parts.next();
+        let b = parts.next();
+        match (kind, a, b) {
+            ("bearer", None, None) => Ok(AuthScheme::Bearer),
+            ("basic", None, None) => Ok(AuthScheme::Basic),
+            ("none", None, None) => Ok(AuthScheme::None),
+            ("header", Some(name), prefix) if valid_token(name) => Ok(AuthScheme::Header {
+                name: name.to_ascii_lowercase(),
+                prefix: prefix.unwrap_or_default().to_string(),
+            }),
+            ("query", Some(name), None) if valid_token(name) => Ok(AuthScheme::Query {
+                name: name.to_string(),
+            }),
+            ("sigv4", Some(service), Some(region)) if valid_token(service) && valid_token(region) => {
+                Ok(AuthScheme::SigV4 {
+                    service: service.to_string(),
+                    region: region.to_string(),
+                })
+            }
+            _ => Err(err()),
+        }
+    }
+}
+
+impl fmt::Display for AuthScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthScheme::Bearer => f.write_str("bearer"),
+            AuthScheme::Basic => f.write_str("basic"),
+            AuthScheme::None => f.write_str("none"),
+            AuthScheme::Header { name, prefix } if prefix.is_empty() => write!(f, "header:{name}"),
+            AuthScheme::Header { name, prefix } => write!(f, "header:{name}:{prefix}"),
+            AuthScheme::Query { name } => write!(f, "query:{name}"),
+            AuthScheme::SigV4 { service, region } => write!(f, "sigv4:{service}:{region}"),
+        }
+    }
+}
+
+impl Serialize for AuthScheme {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthScheme {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether and how a provider's credential can be rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Rotation {
+    /// Not rotatable through Latchkey.
+    #[default]
+    None,
+    /// A human creates the new key; Latchkey swaps it in.
+    Manual,
+    /// The provider has an API to mint and revoke keys.
+    Api,
+}
+
+/// A provider: where requests go and how the credential is injected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// Namespace, used in `/proxy/{id}/…`.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Upstream base URL (scheme, host, optional port and path prefix).
+    pub base_url: String,
+    /// How the credential is injected.
+    pub auth: AuthScheme,
+    /// Body dialect for policy: `openai-chat`, `anthropic-messages`, `bedrock`, `generic`.
+    #[serde(default = "generic")]
+    pub body_format: String,
+    /// Latchkey can store this provider's credential.
+    #[serde(default = "yes")]
+    pub vaulting: bool,
+    /// Latchkey can proxy this provider's API.
+    #[serde(default = "yes")]
+    pub proxying: bool,
+    /// Rotation support.
+    #[serde(default)]
+    pub rotation: Rotation,
+    /// The provider honours an idempotency-key header.
+    #[serde(default)]
+    pub idempotency: bool,
+    /// Which rate-limit header dialect the provider sends (`openai`, `anthropic`, `github`, `none`).
+    #[serde(default = "none_str")]
+    pub rate_limit_headers: String,
+    /// Path an SDK appends to the base URL (`/v1` for OpenAI), used by `latchkey env`.
+    #[serde(default)]
+    pub sdk_base_path: String,
+    /// Environment variable an SDK reads its key from.
+    #[serde(default)]
+    pub env_key: Option<String>,
+    /// Environment variable an SDK reads its base URL from.
+    #[serde(default)]
+    pub env_base_url: Option<String>,
+    /// The base URL is per account/deployment and must be set before use (Azure, Supabase).
+    #[serde(default)]
+    pub requires_base_url: bool,
+    /// Shipped in the built-in catalog (false for custom providers).
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+fn generic() -> String {
+    "generic".into()
+}
+fn none_str() -> String {
+    "none".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A stored credential's metadata. Its value is never part of this struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// `cred_…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Provider namespace.
+    pub provider: String,
+    /// Human label.
+    pub label: String,
+    /// Workload labels this credential serves (`production`, `ci`, …).
+    pub workloads: Vec<String>,
+    /// The active version number.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Status of a proxy key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Permanently revoked.
+    Revoked,
+}
+
+/// A proxy key as stored: only its HMAC hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// `key_…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Name given at creation.
+    pub name: String,
+    /// HMAC-SHA256 of the key under the server secret (hex).
+    #[serde(skip_serializing, default)]
+    pub hash: String,
+    /// Non-secret display prefix, e.g. `lk_Ab3x…`.
+    pub prefix: String,
+    /// Providers this key may reach; `*` means any.
+    pub providers: Vec<String>,
+    /// Workload label selecting which credential is injected; none means any.
+    pub workload: Option<String>,
+    /// Model allow-list (empty: any). Enforced by the locks issue.
+    pub models: Vec<String>,
+    /// Expiry time, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Status.
+    pub status: KeyStatus,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl KeyRecord {
+    /// Whether this key may reach `provider`.
+    pub fn allows_provider(&self, provider: &str) -> bool {
+        self.providers.iter().any(|p| p == "*" || p == provider)
+    }
+}
+
+/// An admin API token, stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminToken {
+    /// `adm_…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Name.
+    pub name: String,
+    /// HMAC-SHA256 hash (hex).
+    #[serde(skip_serializing, default)]
+    pub hash: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_schemes_round_trip() {
+        for s in [
+            "bearer",
+            "basic",
+            "none",
+            "header:x-api-key",
+            "header:authorization:Token ",
+            "query:key",
+            "sigv4:bedrock:us-east-1",
+        ] {
+            let a: AuthScheme = s.parse().unwrap();
+            assert_eq!(a.to_string(), s);
+        }
+        for bad in ["", "bearer:x", "header:", "header:bad name", "sigv4:x", "jwt"] {
+            assert!(bad.parse::<AuthScheme>().is_err(), "{bad}");
+        }
+    }
+}

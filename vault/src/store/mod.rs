@@ -1,0 +1,94 @@
+//! Persistence behind one trait, so the embedded SQLite store and the fleet's PostgreSQL store
+//! are interchangeable. Nothing secret is stored in plaintext: credentials are sealed
+//! ([`crate::envelope`]), keys and admin tokens are HMAC hashes.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::audit::{AuditRecord, ChainHead};
+use crate::envelope::Sealed;
+use crate::model::{AdminToken, Credential, KeyRecord, Provider};
+use async_trait::async_trait;
+
+/// A store failure. Messages never contain secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Db(String),
+    /// A uniqueness rule was violated (e.g. a duplicate id).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything Latchkey persists. Implementations must be safe to share across threads; each call
+/// is atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness check (used by `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Reads a metadata value.
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Writes a metadata value.
+    async fn set_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+
+    /// Custom providers and overrides of built-in ones.
+    async fn list_providers(&self, tenant: &str) -> StoreResult<Vec<Provider>>;
+    /// Inserts or replaces a provider row.
+    async fn put_provider(&self, tenant: &str, provider: &Provider) -> StoreResult<()>;
+    /// Deletes a provider row; true when one existed.
+    async fn delete_provider(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+
+    /// Stores a new credential with its first sealed version.
+    async fn insert_credential(&self, cred: &Credential, sealed: &Sealed) -> StoreResult<()>;
+    /// Lists credentials (metadata only).
+    async fn list_credentials(&self, tenant: &str) -> StoreResult<Vec<Credential>>;
+    /// One credential (metadata only).
+    async fn get_credential(&self, tenant: &str, id: &str) -> StoreResult<Option<Credential>>;
+    /// Deletes a credential and destroys its ciphertext; true when one existed.
+    async fn delete_credential(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    /// The newest credential for `provider` serving `workload` (any when `None`), with its
+    /// active sealed version.
+    async fn active_credential(
+        &self,
+        tenant: &str,
+        provider: &str,
+        workload: Option<&str>,
+    ) -> StoreResult<Option<(Credential, Sealed)>>;
+
+    /// Stores a new proxy key record.
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// Looks a key up by its hash (any tenant).
+    async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<KeyRecord>>;
+    /// One key by id.
+    async fn get_key(&self, tenant: &str, id: &str) -> StoreResult<Option<KeyRecord>>;
+    /// All keys of a tenant.
+    async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<KeyRecord>>;
+    /// Replaces a key record (matched by id).
+    async fn update_key(&self, key: &KeyRecord) -> StoreResult<()>;
+
+    /// Stores an admin token record.
+    async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()>;
+    /// Looks an admin token up by hash.
+    async fn admin_token_by_hash(&self, hash: &str) -> StoreResult<Option<AdminToken>>;
+
+    /// The head of an audit chain.
+    async fn audit_head(&self, chain: &str) -> StoreResult<ChainHead>;
+    /// Appends already-chained rows in one transaction.
+    async fn append_audit(&self, rows: &[AuditRecord]) -> StoreResult<()>;
+    /// Ids of every chain.
+    async fn audit_chains(&self) -> StoreResult<Vec<String>>;
+    /// Rows of a chain in stored order, starting after `after_seq`, at most `limit`.
+    async fn audit_rows(&self, chain: &str, after_seq: i64, limit: i64)
+        -> StoreResult<Vec<AuditRecord>>;
+    /// The newest rows of a tenant across chains, newest first.
+    async fn recent_audit(&self, tenant: &str, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+}
