@@ -1,1 +1,29 @@
+//! # latchkey-gateway
+//!
+//! The data plane, a Pingora [`ProxyHttp`](pingora::proxy::ProxyHttp). A request travels through
+//! one module per stage, in this order:
+//!
+//! 1. [`route`]: which endpoint (`/healthz`, `/readyz`, `/proxy/{provider}/…`).
+//! 2. [`extract`]: find the proxy key in the accepted headers.
+//! 3. [`resolve`]: turn the key into its record through a bounded cache (with negative caching).
+//! 4. access check ([`latchkey_policy::access`]): revoked, expired, provider scope.
+//! 5. [`providers`]: the tenant's provider table and the upstream it names.
+//! 6. [`credentials`]: the decrypted credential, cached in memory and zeroized on eviction.
+//! 7. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
+//! 8. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
+//!
+//! [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON errors.
 
+pub mod credentials;
+pub mod dns;
+pub mod errors;
+pub mod extract;
+pub mod inject;
+pub mod providers;
+pub mod proxy;
+pub mod resolve;
+pub mod route;
+pub mod state;
+
+pub use proxy::Gateway;
+pub use state::{GatewayOptions, GatewayState};

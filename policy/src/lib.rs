@@ -1,1 +1,7 @@
+//! # latchkey-policy
+//!
+//! Pure decision logic: given facts about a proxy key and a request, decide whether it may pass.
+//! No I/O, no clocks read here (the caller passes `now`), so every rule is unit-testable and
+//! fuzzable. Later stages (locks, policies, budgets) join this crate as sibling modules.
 
+pub mod access;

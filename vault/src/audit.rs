@@ -58,6 +58,12 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Where events go: implementations must not block (the gateway calls this on the hot path).
+pub trait AuditSink: Send + Sync {
+    /// Queues an event for the chain.
+    fn record(&self, event: AuditEvent);
+}
+
 /// A stored, chained audit row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -159,7 +165,10 @@ pub fn verify(chain: &str, rows: &[AuditRecord]) -> Verification {
         if r.seq != expected {
             return broken(
                 expected,
-                format!("expected seq {expected}, found {} (row missing or reordered)", r.seq),
+                format!(
+                    "expected seq {expected}, found {} (row missing or reordered)",
+                    r.seq
+                ),
             );
         }
         if r.prev_hash != head.hash {

@@ -56,7 +56,9 @@ pub enum ProviderError {
     #[error("provider id {0:?} must be 1-48 chars of a-z, 0-9 and '-'")]
     BadId(String),
     /// The base URL does not parse or is not http(s).
-    #[error("base_url {0:?} must be an absolute http:// or https:// URL without query or credentials")]
+    #[error(
+        "base_url {0:?} must be an absolute http:// or https:// URL without query or credentials"
+    )]
     BadUrl(String),
     /// The base URL targets an internal address and the operator has not allowed it.
     #[error("base_url {0:?} points at a loopback, private or link-local address; set allow_private_upstreams = true (or LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1) to allow it")]
@@ -98,8 +100,7 @@ pub fn parse_base_url(url: &str) -> Result<Upstream, ProviderError> {
 pub fn validate(p: &Provider, allow_private: bool) -> Result<Upstream, ProviderError> {
     let id_ok = !p.id.is_empty()
         && p.id.len() <= 48
-        && p
-            .id
+        && p.id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !id_ok {
@@ -120,9 +121,28 @@ mod tests {
     fn catalog_has_required_providers_and_all_validate() {
         let ids: Vec<&str> = builtin().iter().map(|p| p.id.as_str()).collect();
         for want in [
-            "openai", "anthropic", "gemini", "mistral", "groq", "together", "fireworks", "deepseek",
-            "xai", "perplexity", "cohere", "openrouter", "cerebras", "azure-openai", "bedrock",
-            "stripe", "github", "vercel", "supabase", "slack", "twilio", "sendgrid",
+            "openai",
+            "anthropic",
+            "gemini",
+            "mistral",
+            "groq",
+            "together",
+            "fireworks",
+            "deepseek",
+            "xai",
+            "perplexity",
+            "cohere",
+            "openrouter",
+            "cerebras",
+            "azure-openai",
+            "bedrock",
+            "stripe",
+            "github",
+            "vercel",
+            "supabase",
+            "slack",
+            "twilio",
+            "sendgrid",
         ] {
             assert!(ids.contains(&want), "missing {want}");
         }
@@ -149,7 +169,12 @@ mod tests {
         );
         let u = parse_base_url("http://[::1]:9000").unwrap();
         assert_eq!((u.host.as_str(), u.port, u.tls), ("::1", 9000, false));
-        for bad in ["ftp://x", "api.openai.com", "https://u:p@x.com", "https://x.com/?a=1"] {
+        for bad in [
+            "ftp://x",
+            "api.openai.com",
+            "https://u:p@x.com",
+            "https://x.com/?a=1",
+        ] {
             assert!(parse_base_url(bad).is_err(), "{bad}");
         }
     }

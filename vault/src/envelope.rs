@@ -103,7 +103,11 @@ pub fn seal(root: &RootKey, binding: &Binding<'_>, value: &SecretString) -> Seal
 }
 
 /// Opens a sealed value; fails on any mismatch of root key, binding or bytes.
-pub fn open(root: &RootKey, binding: &Binding<'_>, sealed: &Sealed) -> Result<SecretString, OpenError> {
+pub fn open(
+    root: &RootKey,
+    binding: &Binding<'_>,
+    sealed: &Sealed,
+) -> Result<SecretString, OpenError> {
     if sealed.nonce.len() != 12 || sealed.key_nonce.len() != 12 {
         return Err(OpenError);
     }

@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod envelope;
 pub mod keyfmt;
 pub mod model;
+pub mod notify;
 pub mod rootkey;
 pub mod secret;
 pub mod ssrf;

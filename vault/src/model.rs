@@ -68,7 +68,9 @@ impl FromStr for AuthScheme {
             ("query", Some(name), None) if valid_token(name) => Ok(AuthScheme::Query {
                 name: name.to_string(),
             }),
-            ("sigv4", Some(service), Some(region)) if valid_token(service) && valid_token(region) => {
+            ("sigv4", Some(service), Some(region))
+                if valid_token(service) && valid_token(region) =>
+            {
                 Ok(AuthScheme::SigV4 {
                     service: service.to_string(),
                     region: region.to_string(),
@@ -276,7 +278,14 @@ mod tests {
             let a: AuthScheme = s.parse().unwrap();
             assert_eq!(a.to_string(), s);
         }
-        for bad in ["", "bearer:x", "header:", "header:bad name", "sigv4:x", "jwt"] {
+        for bad in [
+            "",
+            "bearer:x",
+            "header:",
+            "header:bad name",
+            "sigv4:x",
+            "jwt",
+        ] {
             assert!(bad.parse::<AuthScheme>().is_err(), "{bad}");
         }
     }

@@ -87,8 +87,12 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of every chain.
     async fn audit_chains(&self) -> StoreResult<Vec<String>>;
     /// Rows of a chain in stored order, starting after `after_seq`, at most `limit`.
-    async fn audit_rows(&self, chain: &str, after_seq: i64, limit: i64)
-        -> StoreResult<Vec<AuditRecord>>;
+    async fn audit_rows(
+        &self,
+        chain: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
     /// The newest rows of a tenant across chains, newest first.
     async fn recent_audit(&self, tenant: &str, limit: i64) -> StoreResult<Vec<AuditRecord>>;
 }

@@ -6,7 +6,7 @@
 use super::{Store, StoreError, StoreResult};
 use crate::audit::{AuditEvent, AuditRecord, ChainHead};
 use crate::envelope::Sealed;
-use crate::model::{AdminToken, Credential, KeyRecord, KeyStatus, Provider};
+use crate::model::{AdminToken, Credential, KeyRecord, Provider};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -149,7 +149,9 @@ impl SqliteStore {
     }
 }
 
-fn credential_from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64, String)> {
+fn credential_from_row(
+    r: &Row<'_>,
+) -> rusqlite::Result<(String, String, String, String, String, i64, String)> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -213,10 +215,8 @@ fn audit_record(row: (String, i64, String, String, String)) -> StoreResult<Audit
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.with(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(())).map_err(db)
-        })
-        .await
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+            .await
     }
 
     async fn get_meta(&self, key: &str) -> StoreResult<Option<String>> {
@@ -279,9 +279,12 @@ impl Store for SqliteStore {
     async fn delete_provider(&self, tenant: &str, id: &str) -> StoreResult<bool> {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         self.with(move |c| {
-            c.execute("DELETE FROM providers WHERE tenant = ?1 AND id = ?2", [tenant, id])
-                .map(|n| n > 0)
-                .map_err(db)
+            c.execute(
+                "DELETE FROM providers WHERE tenant = ?1 AND id = ?2",
+                [tenant, id],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
         })
         .await
     }
@@ -417,7 +420,12 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
-        let (id, tenant, hash, body) = (key.id.clone(), key.tenant.clone(), key.hash.clone(), key_body(key)?);
+        let (id, tenant, hash, body) = (
+            key.id.clone(),
+            key.tenant.clone(),
+            key.hash.clone(),
+            key_body(key)?,
+        );
         self.with(move |c| {
             c.execute(
                 "INSERT INTO keys (id, tenant, hash, body) VALUES (?1, ?2, ?3, ?4)",
@@ -432,11 +440,15 @@ impl Store for SqliteStore {
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<KeyRecord>> {
         let hash = hash.to_string();
         self.with(move |c| {
-            c.query_row("SELECT body, hash FROM keys WHERE hash = ?1", [hash], key_from_row)
-                .optional()
-                .map_err(db)?
-                .map(key_from_body)
-                .transpose()
+            c.query_row(
+                "SELECT body, hash FROM keys WHERE hash = ?1",
+                [hash],
+                key_from_row,
+            )
+            .optional()
+            .map_err(db)?
+            .map(key_from_body)
+            .transpose()
         })
         .await
     }
@@ -539,7 +551,12 @@ impl Store for SqliteStore {
                 .query_row(
                     "SELECT seq, hash FROM audit WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
                     [chain],
-                    |r| Ok(ChainHead { seq: r.get(0)?, hash: r.get(1)? }),
+                    |r| {
+                        Ok(ChainHead {
+                            seq: r.get(0)?,
+                            hash: r.get(1)?,
+                        })
+                    },
                 )
                 .optional()
                 .map_err(db)?;
@@ -633,6 +650,7 @@ mod tests {
     use super::*;
     use crate::audit::AuditEvent;
     use crate::envelope::{seal, Binding};
+    use crate::model::KeyStatus;
     use crate::rootkey::RootKey;
     use crate::SecretString;
 
@@ -652,16 +670,38 @@ mod tests {
     async fn credentials_select_by_workload_and_delete() {
         let s = SqliteStore::in_memory().unwrap();
         let root = RootKey::from_bytes([3; 32]);
-        let b = Binding { tenant: "default", credential: "cred_a", version: 1 };
+        let b = Binding {
+            tenant: "default",
+            credential: "cred_a",
+            version: 1,
+        };
         let sealed = seal(&root, &b, &SecretString::new("sk-a".into()));
-        s.insert_credential(&cred("cred_a", &["production"]), &sealed).await.unwrap();
-        let (c, got) = s.active_credential("default", "openai", Some("production")).await.unwrap().unwrap();
+        s.insert_credential(&cred("cred_a", &["production"]), &sealed)
+            .await
+            .unwrap();
+        let (c, got) = s
+            .active_credential("default", "openai", Some("production"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.id, "cred_a");
         assert_eq!(got, sealed);
-        assert!(s.active_credential("default", "openai", Some("ci")).await.unwrap().is_none());
-        assert!(s.active_credential("default", "anthropic", None).await.unwrap().is_none());
+        assert!(s
+            .active_credential("default", "openai", Some("ci"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .active_credential("default", "anthropic", None)
+            .await
+            .unwrap()
+            .is_none());
         assert!(s.delete_credential("default", "cred_a").await.unwrap());
-        assert!(s.active_credential("default", "openai", None).await.unwrap().is_none());
+        assert!(s
+            .active_credential("default", "openai", None)
+            .await
+            .unwrap()
+            .is_none());
         assert!(!s.delete_credential("default", "cred_a").await.unwrap());
     }
 
@@ -686,8 +726,14 @@ mod tests {
         assert_eq!(s.key_by_hash("abc").await.unwrap().unwrap().id, "key_1");
         k.status = KeyStatus::Revoked;
         s.update_key(&k).await.unwrap();
-        assert_eq!(s.get_key("default", "key_1").await.unwrap().unwrap().status, KeyStatus::Revoked);
-        assert!(matches!(s.insert_key(&k).await, Err(StoreError::Conflict(_))));
+        assert_eq!(
+            s.get_key("default", "key_1").await.unwrap().unwrap().status,
+            KeyStatus::Revoked
+        );
+        assert!(matches!(
+            s.insert_key(&k).await,
+            Err(StoreError::Conflict(_))
+        ));
     }
 
     #[tokio::test]
@@ -695,7 +741,12 @@ mod tests {
         let s = SqliteStore::in_memory().unwrap();
         let mut head = s.audit_head("main").await.unwrap();
         let rows: Vec<_> = (0..3)
-            .map(|i| head.append("main", AuditEvent::now("default", "system", "t", &i.to_string(), "ok")))
+            .map(|i| {
+                head.append(
+                    "main",
+                    AuditEvent::now("default", "system", "t", &i.to_string(), "ok"),
+                )
+            })
             .collect();
         s.append_audit(&rows).await.unwrap();
         assert_eq!(s.audit_head("main").await.unwrap(), head);

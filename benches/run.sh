@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# Latchkey load harness.
+#
+# In one run, on loopback, measures with wrk:
+#   direct    wrk -> fast_upstream
+#   pingora   wrk -> bare Pingora passthrough -> fast_upstream
+#   latchkey  wrk -> Latchkey (real lk_ proxy key, credential injection) -> fast_upstream
+# at the full connection count and at half of it, and reports req/s, p50/p99,
+# CPU per request of the proxy process (utime+stime delta from /proc/PID/stat
+# divided by requests) and the latchkey/pingora and pingora/direct ratios.
+#
+# The table is printed and written to benches/RESULTS.md.
+#
+# Environment (all optional):
+#   BENCH_DURATION       measured wrk duration per pass            (10s)
+#   BENCH_WARMUP         warm-up wrk duration before each pass, 0=off (2s)
+#   BENCH_CONNS          wrk connections for the full-load pass     (32)
+#   BENCH_HALF_CONNS     wrk connections for the half-load pass     (BENCH_CONNS/2, 0=skip)
+#   BENCH_THREADS        wrk threads                                (1)
+#   BENCH_PROXY_THREADS  worker threads of Latchkey and bare Pingora (LATCHKEY_THREADS or 1)
+#   BENCH_UPSTREAM_THREADS  fast_upstream tokio workers             (1)
+#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey (all)
+#   BENCH_SKIP_BUILD=1   do not run cargo build
+#   BENCH_UPSTREAM_AUTH  Authorization value the upstream insists on, i.e. the
+#                        injected credential ("Bearer sk-bench-secret"; empty = no check)
+#   BENCH_CREDENTIAL     credential value stored in Latchkey        (sk-bench-secret)
+#   BENCH_WRK_CPUS / BENCH_PROXY_CPUS / BENCH_UPSTREAM_CPUS
+#                        optional taskset CPU lists to pin each component
+#   BENCH_LATCHKEY_ARGS  extra arguments appended to `latchkey serve`
+#   BENCH_RESULTS        where to write the Markdown report        (benches/RESULTS.md)
+#   BENCH_STARTUP_TIMEOUT  seconds to wait for a component to listen (60)
+#   BENCH_KEEP=1         keep the scratch dir (logs, Latchkey data dir)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${BENCH_DURATION:-10s}"
+WARMUP="${BENCH_WARMUP:-2s}"
+CONNS="${BENCH_CONNS:-32}"
+HALF_CONNS="${BENCH_HALF_CONNS:-$((CONNS / 2))}"
+WRK_THREADS="${BENCH_THREADS:-1}"
+PROXY_THREADS="${BENCH_PROXY_THREADS:-${LATCHKEY_THREADS:-1}}"
+UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
+ONLY="${BENCH_ONLY:-direct,pingora,latchkey}"
+UPSTREAM_AUTH="${BENCH_UPSTREAM_AUTH-Bearer sk-bench-secret}"
+CREDENTIAL="${BENCH_CREDENTIAL:-sk-bench-secret}"
+RESULTS="${BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
+STARTUP_TIMEOUT="${BENCH_STARTUP_TIMEOUT:-60}"
+LUA="$ROOT/benches/wrk/auth.lua"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release"
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf '\n[bench] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- validation
+for v in CONNS HALF_CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS STARTUP_TIMEOUT; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
+done
+((CONNS > 0)) || die "BENCH_CONNS must be > 0"
+((PROXY_THREADS > 0 && UPSTREAM_THREADS > 0 && WRK_THREADS > 0)) || die "thread counts must be > 0"
+((WRK_THREADS <= CONNS)) || die "BENCH_THREADS ($WRK_THREADS) must be <= BENCH_CONNS ($CONNS)"
+if ((HALF_CONNS > 0 && HALF_CONNS < WRK_THREADS)); then
+    die "BENCH_HALF_CONNS ($HALF_CONNS) must be >= BENCH_THREADS ($WRK_THREADS)"
+fi
+
+# wrk duration string ("10s", "1m", "500ms" not supported by wrk) -> seconds, for timeouts.
+dur_secs() {
+    local d="$1"
+    case "$d" in
+        *h) echo $((${d%h} * 3600)) ;;
+        *m) echo $((${d%m} * 60)) ;;
+        *s) echo "${d%s}" ;;
+        *) echo "$d" ;;
+    esac
+}
+[[ "$(dur_secs "$DURATION")" =~ ^[0-9]+$ ]] || die "BENCH_DURATION must look like 10s, 2m or 15 (got '$DURATION')"
+[[ "$(dur_secs "$WARMUP")" =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must look like 2s or 0 (got '$WARMUP')"
+
+declare -A WANT=()
+PATHS=()
+IFS=',' read -r -a _only <<<"$ONLY"
+for p in "${_only[@]}"; do
+    p="${p// /}"
+    case "$p" in
+        direct | pingora | latchkey) WANT[$p]=1 ;;
+        "") ;;
+        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey)" ;;
+    esac
+done
+for p in direct pingora latchkey; do
+    if [[ -n "${WANT[$p]:-}" ]]; then PATHS+=("$p"); fi
+done
+((${#PATHS[@]} > 0)) || die "BENCH_ONLY selects nothing"
+want() { [[ -n "${WANT[$1]:-}" ]]; }
+
+command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
+command -v curl >/dev/null || die "curl not found"
+[[ -f "$LUA" ]] || die "missing $LUA"
+
+pin() { # pin CPULIST -> prefix words for a command
+    if [[ -n "$1" ]]; then
+        command -v taskset >/dev/null || die "taskset not found but a BENCH_*_CPUS variable is set"
+        echo "taskset -c $1"
+    fi
+}
+PIN_WRK="$(pin "${BENCH_WRK_CPUS:-}")"
+PIN_PROXY="$(pin "${BENCH_PROXY_CPUS:-}")"
+PIN_UPSTREAM="$(pin "${BENCH_UPSTREAM_CPUS:-}")"
+
+# ---------------------------------------------------------------- processes
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")"
+PIDS=()
+WRK_PID=""
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n "${WRK_PID:-}" ]]; then kill -TERM "$WRK_PID" 2>/dev/null; fi
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 30); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n "${BENCH_KEEP:-}" || $rc -ne 0 ]]; then
+        log "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+declare -A TAKEN=()
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        [[ -n "${TAKEN[$p]:-}" ]] && continue
+        # Something answering a connect means the port is in use.
+        if ! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            TAKEN[$p]=1
+            echo "$p"
+            return 0
+        fi
+    done
+    die "could not find a free loopback port"
+}
+
+# wait_listen NAME PID URL LOGFILE: poll URL until anything answers over HTTP.
+wait_listen() {
+    local name="$1" pid="$2" url="$3" logfile="$4"
+    local deadline=$((SECONDS + STARTUP_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "----- last lines of $logfile -----" >&2
+            tail -n 40 "$logfile" >&2 || true
+            die "$name exited during startup (see $logfile)"
+        fi
+        if curl -s -o /dev/null --max-time 1 "$url"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "----- last lines of $logfile -----" >&2
+    tail -n 40 "$logfile" >&2 || true
+    die "$name did not start listening at $url within ${STARTUP_TIMEOUT}s (see $logfile)"
+}
+
+# cpu_ticks PID -> utime+stime of the whole process (all threads), in clock ticks.
+cpu_ticks() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || die "process $1 is gone (crashed during the run?)"
+    # Fields after "(comm)": 3=state ... 14=utime 15=stime -> \$12 \$13 of the rest.
+    awk '{ print $12 + $13 }' <<<"${stat##*) }"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
+# ---------------------------------------------------------------- build
+if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
+    log "building latchkey-benches (release)"
+    cargo build --release -p latchkey-benches || die "cargo build -p latchkey-benches failed"
+    if want latchkey; then
+        log "building latchkey (release)"
+        cargo build --release --bin latchkey || die "cargo build --bin latchkey failed (run with BENCH_ONLY=direct,pingora to skip it)"
+    fi
+fi
+for b in fast_upstream bare_pingora; do
+    [[ -x "$BIN/$b" ]] || die "$BIN/$b not built"
+done
+if want latchkey; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
+
+# ---------------------------------------------------------------- start components
+UP_PORT="$(free_port)"
+log "starting fast_upstream on 127.0.0.1:$UP_PORT ($UPSTREAM_THREADS thread(s))"
+up_args=(--port "$UP_PORT" --threads "$UPSTREAM_THREADS")
+if [[ -n "$UPSTREAM_AUTH" ]]; then up_args+=(--require-auth "$UPSTREAM_AUTH"); fi
+$PIN_UPSTREAM "$BIN/fast_upstream" "${up_args[@]}" >"$WORK/upstream.log" 2>&1 &
+UP_PID=$!
+PIDS+=("$UP_PID")
+wait_listen fast_upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/" "$WORK/upstream.log"
+
+declare -A URL=() AUTH=() PID_OF=()
+URL[direct]="http://127.0.0.1:$UP_PORT/v1/models"
+AUTH[direct]="$UPSTREAM_AUTH"
+PID_OF[direct]=""
+
+if want pingora; then
+    PG_PORT="$(free_port)"
+    log "starting bare_pingora on 127.0.0.1:$PG_PORT ($PROXY_THREADS thread(s))"
+    $PIN_PROXY "$BIN/bare_pingora" --listen "127.0.0.1:$PG_PORT" --upstream "127.0.0.1:$UP_PORT" \
+        --threads "$PROXY_THREADS" >"$WORK/bare_pingora.log" 2>&1 &
+    PG_PID=$!
+    PIDS+=("$PG_PID")
+    wait_listen bare_pingora "$PG_PID" "http://127.0.0.1:$PG_PORT/" "$WORK/bare_pingora.log"
+    URL[pingora]="http://127.0.0.1:$PG_PORT/v1/models"
+    AUTH[pingora]="$UPSTREAM_AUTH"
+    PID_OF[pingora]="$PG_PID"
+fi
+
+LATCHKEY_CMD=""
+if want latchkey; then
+    LK_PORT="$(free_port)"
+    LK_APORT="$(free_port)"
+    LK_DATA="$WORK/latchkey-data"
+    mkdir -p "$LK_DATA"
+    # shellcheck disable=SC2206
+    lk_extra=(${BENCH_LATCHKEY_ARGS:-})
+    LATCHKEY_CMD="LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1 LATCHKEY_THREADS=$PROXY_THREADS latchkey serve --data-dir DIR --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:APORT${BENCH_LATCHKEY_ARGS:+ $BENCH_LATCHKEY_ARGS}"
+    log "starting latchkey on 127.0.0.1:$LK_PORT, admin 127.0.0.1:$LK_APORT ($PROXY_THREADS thread(s))"
+    LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1 LATCHKEY_THREADS="$PROXY_THREADS" \
+        $PIN_PROXY "$BIN/latchkey" serve --data-dir "$LK_DATA" \
+        --listen "127.0.0.1:$LK_PORT" --admin-listen "127.0.0.1:$LK_APORT" \
+        "${lk_extra[@]}" >"$WORK/latchkey.log" 2>&1 &
+    LK_PID=$!
+    PIDS+=("$LK_PID")
+    wait_listen "latchkey admin API" "$LK_PID" "http://127.0.0.1:$LK_APORT/" "$WORK/latchkey.log"
+    wait_listen "latchkey data plane" "$LK_PID" "http://127.0.0.1:$LK_PORT/" "$WORK/latchkey.log"
+
+    deadline=$((SECONDS + STARTUP_TIMEOUT))
+    until [[ -s "$LK_DATA/admin-token" ]]; do
+        ((SECONDS < deadline)) || die "latchkey did not write $LK_DATA/admin-token within ${STARTUP_TIMEOUT}s"
+        sleep 0.1
+    done
+    ADMIN_TOKEN="$(tr -d '[:space:]' <"$LK_DATA/admin-token")"
+
+    # admin METHOD PATH JSON -> prints response body, fails unless 2xx.
+    admin() {
+        local method="$1" path="$2" body="$3" out code
+        out="$(curl -sS --max-time 10 -X "$method" \
+            -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+            --data "$body" -w $'\n%{http_code}' "http://127.0.0.1:$LK_APORT$path")" ||
+            die "admin $method $path: curl failed"
+        code="${out##*$'\n'}"
+        out="${out%$'\n'*}"
+        [[ "$code" == 2* ]] || die "admin $method $path returned HTTP $code: $out"
+        printf '%s' "$out"
+    }
+    log "configuring latchkey through the admin API"
+    admin PATCH /api/v1/providers/openai "{\"base_url\":\"http://127.0.0.1:$UP_PORT\"}" >/dev/null
+    admin POST /api/v1/credentials \
+        "{\"provider\":\"openai\",\"value\":\"$CREDENTIAL\",\"label\":\"bench\",\"workloads\":[\"production\"]}" >/dev/null
+    key_json="$(admin POST /api/v1/keys '{"name":"bench","providers":["openai"]}')"
+    if command -v jq >/dev/null; then
+        PROXY_KEY="$(jq -r '.key // empty' <<<"$key_json")"
+    else
+        PROXY_KEY="$(sed -n 's/.*"key"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' <<<"$key_json" | head -n1)"
+    fi
+    [[ "$PROXY_KEY" == lk_* ]] || die "POST /api/v1/keys did not return an lk_ key: $key_json"
+
+    URL[latchkey]="http://127.0.0.1:$LK_PORT/proxy/openai/v1/models"
+    AUTH[latchkey]="Bearer $PROXY_KEY"
+    PID_OF[latchkey]="$LK_PID"
+fi
+
+# Every path must return 200 before we load it (with the upstream checking the
+# Authorization header, a 200 through latchkey proves the credential was injected).
+for p in "${PATHS[@]}"; do
+    hdr=()
+    if [[ -n "${AUTH[$p]}" ]]; then hdr=(-H "Authorization: ${AUTH[$p]}"); fi
+    code="$(curl -s -o "$WORK/check.$p" -w '%{http_code}' --max-time 5 "${hdr[@]}" "${URL[$p]}" || true)"
+    [[ "$code" == 200 ]] || die "sanity request for '$p' (${URL[$p]}) returned HTTP ${code:-none}: $(head -c 300 "$WORK/check.$p" 2>/dev/null)"
+done
+log "all paths answer 200: ${PATHS[*]}"
+
+# ---------------------------------------------------------------- load
+declare -A RPS=() P50=() P99=() P999=() PCPU=() UCPU=() ERRS=() REQS=()
+
+# run_wrk PATH CONNS DURATION -> sets WRK_OUT
+run_wrk() {
+    local p="$1" c="$2" d="$3" limit
+    limit=$(($(dur_secs "$d") + 30))
+    # Run in the background and `wait`, so INT/TERM interrupt the run at once.
+    BENCH_AUTH="${AUTH[$p]}" timeout "$limit" $PIN_WRK wrk -t"$WRK_THREADS" -c"$c" -d"$d" \
+        --timeout 5s -s "$LUA" "${URL[$p]}" >"$WORK/wrk.out" 2>&1 &
+    WRK_PID=$!
+    local rc=0
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    WRK_OUT="$(cat "$WORK/wrk.out")"
+    if ((rc == 124)); then die "wrk against $p did not finish within ${limit}s: $WRK_OUT"; fi
+    ((rc == 0)) || die "wrk against $p failed (exit $rc): $WRK_OUT"
+}
+
+field() { # field NAME <<< WRK_RESULT line
+    sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p"
+}
+
+measure() {
+    local p="$1" c="$2" k="$1,$2"
+    if [[ "$(dur_secs "$WARMUP")" -gt 0 ]]; then
+        log "$p: warm-up ${WARMUP} at -c$c"
+        run_wrk "$p" "$c" "$WARMUP"
+    fi
+    local ppid="${PID_OF[$p]}" p0=0 p1=0 u0 u1
+    if [[ -n "$ppid" ]]; then p0="$(cpu_ticks "$ppid")"; fi
+    u0="$(cpu_ticks "$UP_PID")"
+    log "$p: measuring ${DURATION} at -t$WRK_THREADS -c$c"
+    run_wrk "$p" "$c" "$DURATION"
+    if [[ -n "$ppid" ]]; then p1="$(cpu_ticks "$ppid")"; fi
+    u1="$(cpu_ticks "$UP_PID")"
+
+    printf '%s\n' "$WRK_OUT" >"$WORK/wrk.$p.c$c.txt"
+    local line
+    line="$(grep '^WRK_RESULT ' <<<"$WRK_OUT" | tail -n1 || true)"
+    [[ -n "$line" ]] || die "no WRK_RESULT line from wrk for $p: $WRK_OUT"
+    local reqs dur_us
+    reqs="$(field requests <<<"$line")"
+    dur_us="$(field duration_us <<<"$line")"
+    [[ "$reqs" =~ ^[0-9]+$ && "$reqs" -gt 0 ]] || die "wrk completed 0 requests against $p"
+    REQS[$k]="$reqs"
+    RPS[$k]="$(awk -v r="$reqs" -v d="$dur_us" 'BEGIN { printf "%.0f", r / (d / 1e6) }')"
+    P50[$k]="$(field p50_us <<<"$line")"
+    P99[$k]="$(field p99_us <<<"$line")"
+    P999[$k]="$(field p999_us <<<"$line")"
+    ERRS[$k]="$(awk -v l="$line" 'BEGIN { n = split(l, a, " "); s = 0
+        for (i = 1; i <= n; i++) if (a[i] ~ /^err_/) { split(a[i], kv, "="); s += kv[2] }
+        print s }')"
+    UCPU[$k]="$(awk -v a="$u0" -v b="$u1" -v t="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.2f", (b - a) / t * 1e6 / r }')"
+    if [[ -n "$ppid" ]]; then
+        PCPU[$k]="$(awk -v a="$p0" -v b="$p1" -v t="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.2f", (b - a) / t * 1e6 / r }')"
+    else
+        PCPU[$k]=""
+    fi
+    if [[ "${ERRS[$k]}" -gt 0 ]]; then
+        log "WARNING: $p at -c$c had ${ERRS[$k]} errors/non-2xx responses: $line"
+    fi
+    log "$p -c$c: ${RPS[$k]} req/s, p50 ${P50[$k]}us, p99 ${P99[$k]}us, proxy CPU ${PCPU[$k]:-n/a} us/req, upstream CPU ${UCPU[$k]} us/req"
+}
+
+LEVELS=("$CONNS")
+if ((HALF_CONNS > 0 && HALF_CONNS != CONNS)); then LEVELS+=("$HALF_CONNS"); fi
+START_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+for c in "${LEVELS[@]}"; do
+    for p in "${PATHS[@]}"; do
+        measure "$p" "$c"
+    done
+done
+
+# ---------------------------------------------------------------- report
+fmt_lat() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
+total_cpu() { # proxy + upstream CPU per request
+    awk -v a="${PCPU[$1]:-0}" -v b="${UCPU[$1]}" 'BEGIN { printf "%.2f", a + b }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else if (a / b < 0.1) printf "%.3f", a / b; else printf "%.2f", a / b }'; }
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", a - b }'; }
+
+CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+[[ -n "$CPU_MODEL" ]] || CPU_MODEL="$(uname -m)"
+GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo 'uncommitted')"
+ENV_DESC="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS BENCH_HALF_CONNS=$HALF_CONNS BENCH_THREADS=$WRK_THREADS BENCH_PROXY_THREADS=$PROXY_THREADS BENCH_UPSTREAM_THREADS=$UPSTREAM_THREADS BENCH_ONLY=$(
+    IFS=,
+    echo "${PATHS[*]}"
+)"
+for v in BENCH_WRK_CPUS BENCH_PROXY_CPUS BENCH_UPSTREAM_CPUS; do
+    if [[ -n "${!v:-}" ]]; then ENV_DESC+=" $v=${!v}"; fi
+done
+
+report() {
+    echo "# Latchkey load-harness results"
+    echo
+    echo "- Date: $START_DATE (git $GIT_REV)"
+    echo "- Machine: $(nproc) CPUs, $CPU_MODEL, Linux $(uname -r)"
+    echo "- Command: \`$ENV_DESC benches/run.sh\`"
+    echo "- Load: \`wrk -t$WRK_THREADS -c<conns> -d$DURATION --timeout 5s -s benches/wrk/auth.lua <url>\`, ${WARMUP} warm-up before each pass, $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}')"
+    echo "- Threads: proxy (Latchkey and bare Pingora) $PROXY_THREADS, fast_upstream $UPSTREAM_THREADS, wrk $WRK_THREADS"
+    echo "- Paths (all loopback, same upstream, 92-byte JSON response):"
+    if want direct; then echo "  - \`direct\`: wrk → fast_upstream \`GET /v1/models\`"; fi
+    if want pingora; then echo "  - \`pingora\`: wrk → bare Pingora 0.9.1 passthrough (\`benches/src/bin/bare_pingora.rs\`) → fast_upstream"; fi
+    if want latchkey; then echo "  - \`latchkey\`: wrk → \`$LATCHKEY_CMD\` \`GET /proxy/openai/v1/models\` with an \`lk_\` key → fast_upstream (which answers 401 unless the stored credential was injected)"; fi
+    echo "- CPU/req = (utime+stime delta from \`/proc/PID/stat\` over the measured pass) / requests. *Proxy* is the proxy process alone; *total* adds fast_upstream (for \`direct\` it is the upstream alone)."
+    echo
+    echo "| path | conns | req/s | p50 (µs) | p99 (µs) | p99.9 (µs) | proxy CPU/req (µs) | total CPU/req (µs) | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    local c p k
+    for c in "${LEVELS[@]}"; do
+        for p in "${PATHS[@]}"; do
+            k="$p,$c"
+            echo "| $p | $c | ${RPS[$k]} | $(fmt_lat "${P50[$k]}") | $(fmt_lat "${P99[$k]}") | $(fmt_lat "${P999[$k]}") | ${PCPU[$k]:-—} | $(total_cpu "$k") | ${ERRS[$k]} |"
+        done
+    done
+    local pairs=()
+    if want latchkey && want pingora; then pairs+=("latchkey pingora"); fi
+    if want pingora && want direct; then pairs+=("pingora direct"); fi
+    if want latchkey && want direct && ! want pingora; then pairs+=("latchkey direct"); fi
+    if ((${#pairs[@]} > 0)); then
+        echo
+        echo "| ratio | conns | req/s | proxy CPU/req | total CPU/req | added p50 (µs) | added p99 (µs) |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        local pair a b ka kb pc
+        for c in "${LEVELS[@]}"; do
+            for pair in "${pairs[@]}"; do
+                read -r a b <<<"$pair"
+                ka="$a,$c"
+                kb="$b,$c"
+                pc="$(ratio "${PCPU[$ka]:-}" "${PCPU[$kb]:-}")"
+                echo "| $a/$b | $c | $(ratio "${RPS[$ka]}" "${RPS[$kb]}") | $pc | $(ratio "$(total_cpu "$ka")" "$(total_cpu "$kb")") | $(delta "${P50[$ka]}" "${P50[$kb]}") | $(delta "${P99[$ka]}" "${P99[$kb]}") |"
+            done
+        done
+    fi
+    echo
+    echo "Notes: wrk's p50/p99 are closed-loop latencies (each connection waits for its response before sending the next request), so at full load they mostly reflect queueing at the slowest component; the half-load pass (-c$HALF_CONNS) shows the per-request latency each layer adds with less queueing. All components share $(nproc) CPUs with wrk itself, so absolute numbers are machine-bound — compare the ratios."
+}
+
+REPORT="$(report)"
+printf '\n%s\n' "$REPORT"
+mkdir -p "$(dirname "$RESULTS")"
+printf '%s\n' "$REPORT" >"$RESULTS"
+log "wrote $RESULTS"

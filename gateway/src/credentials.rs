@@ -1,0 +1,103 @@
+//! The decrypted credential for a (tenant, provider, workload), cached in memory.
+//!
+//! Decryption happens once per TTL, not per request. Cached values are [`SecretString`]s, so they
+//! are zeroized when evicted, and never printed.
+
+use crate::errors::GatewayError;
+use crate::state::GatewayOptions;
+use latchkey_vault::envelope::{self, Binding};
+use latchkey_vault::rootkey::RootKey;
+use latchkey_vault::store::Store;
+use latchkey_vault::SecretString;
+use moka::future::Cache;
+use std::sync::Arc;
+
+/// A credential ready to inject.
+#[derive(Debug)]
+pub struct Injectable {
+    /// Credential id (for audit).
+    pub credential_id: String,
+    /// The plaintext secret.
+    pub secret: SecretString,
+}
+
+type CacheKey = (String, String, Option<String>);
+
+/// Caches decrypted credentials.
+pub struct CredentialCache {
+    store: Arc<dyn Store>,
+    root: RootKey,
+    cache: Cache<CacheKey, Arc<Injectable>>,
+}
+
+impl CredentialCache {
+    /// A cache with the TTL from `opts`.
+    pub fn new(store: Arc<dyn Store>, root: RootKey, opts: &GatewayOptions) -> Self {
+        CredentialCache {
+            store,
+            root,
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(opts.credential_cache_ttl)
+                .build(),
+        }
+    }
+
+    /// The credential to inject for this tenant, provider and workload.
+    pub async fn get(
+        &self,
+        tenant: &str,
+        provider: &str,
+        workload: Option<&str>,
+    ) -> Result<Arc<Injectable>, GatewayError> {
+        let key = (
+            tenant.to_string(),
+            provider.to_string(),
+            workload.map(str::to_string),
+        );
+        let store = self.store.clone();
+        let root = self.root.clone();
+        let k = key.clone();
+        self.cache
+            .try_get_with(key, async move {
+                let (tenant, provider, workload) = k;
+                let found = store
+                    .active_credential(&tenant, &provider, workload.as_deref())
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "credential lookup failed");
+                        GatewayError::new(503, "store_unavailable", "the credential store is unreachable; try again shortly")
+                    })?;
+                let Some((cred, sealed)) = found else {
+                    let scope = workload
+                        .map(|w| format!(" for workload {w:?}"))
+                        .unwrap_or_default();
+                    return Err(GatewayError::new(
+                        503,
+                        "no_credential",
+                        format!("no credential is connected for provider {provider:?}{scope}; run `latchkey connect {provider}`"),
+                    ));
+                };
+                let binding = Binding {
+                    tenant: &cred.tenant,
+                    credential: &cred.id,
+                    version: cred.version,
+                };
+                let secret = envelope::open(&root, &binding, &sealed).map_err(|_| {
+                    tracing::error!(credential = %cred.id, "credential does not decrypt under the root key");
+                    GatewayError::internal("the stored credential could not be decrypted")
+                })?;
+                Ok(Arc::new(Injectable {
+                    credential_id: cred.id,
+                    secret,
+                }))
+            })
+            .await
+            .map_err(|e: Arc<GatewayError>| (*e).clone())
+    }
+
+    /// Drops every cached credential (after a credential is added, rotated or deleted).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+}

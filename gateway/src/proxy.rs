@@ -1,0 +1,351 @@
+//! The Pingora [`ProxyHttp`] implementation: the request's journey, stage by stage.
+
+use crate::credentials::Injectable;
+use crate::errors::GatewayError;
+use crate::extract;
+use crate::inject;
+use crate::providers::RoutedProvider;
+use crate::route::{self, Route};
+use crate::state::GatewayState;
+use async_trait::async_trait;
+use bytes::Bytes;
+use latchkey_policy::access::{self, KeyFacts};
+use latchkey_vault::audit::AuditEvent;
+use latchkey_vault::model::{AuthScheme, KeyRecord, KeyStatus};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The gateway service.
+pub struct Gateway {
+    state: Arc<GatewayState>,
+}
+
+impl Gateway {
+    /// A gateway over shared state.
+    pub fn new(state: Arc<GatewayState>) -> Self {
+        Gateway { state }
+    }
+}
+
+/// Per-request state carried between Pingora's phases.
+pub struct RequestCtx {
+    request_id: String,
+    started: Instant,
+    key: Option<Arc<KeyRecord>>,
+    provider: Option<Arc<RoutedProvider>>,
+    rest: String,
+    carrier: &'static str,
+    credential: Option<Arc<Injectable>>,
+    peer: Option<SocketAddr>,
+    /// Set when Latchkey refused or failed the request itself.
+    error: Option<GatewayError>,
+    audit: bool,
+}
+
+fn new_request_id() -> String {
+    format!("req_{:016x}", rand::random::<u64>())
+}
+
+/// The stages that run before Pingora connects upstream. Returns the refusal, if any.
+async fn admit(
+    state: &GatewayState,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    provider_id: &str,
+    rest: &str,
+) -> Result<(), GatewayError> {
+    let presented =
+        extract::presented(&session.req_header().headers).ok_or_else(GatewayError::missing_key)?;
+    ctx.carrier = presented.header;
+    let key = state.keys.resolve(presented.key).await?;
+    ctx.key = Some(key.clone());
+
+    let facts = KeyFacts {
+        revoked: key.status == KeyStatus::Revoked,
+        expires_at: key.expires_at.map(|t| t.timestamp()),
+        providers: &key.providers,
+    };
+    let now = chrono::Utc::now().timestamp();
+    if let Err(denial) = access::check(&facts, provider_id, now) {
+        let (status, message) = match denial {
+            access::Denial::Revoked => (401, "this proxy key has been revoked".to_string()),
+            access::Denial::Expired => (401, "this proxy key has expired".to_string()),
+            access::Denial::ProviderNotAllowed => (
+                403,
+                format!("this proxy key may not use provider {provider_id:?}"),
+            ),
+        };
+        return Err(GatewayError::new(status, denial.code(), message));
+    }
+
+    let routed = state.providers.get(&key.tenant, provider_id).await?;
+    ctx.provider = Some(routed.clone());
+    if !routed.provider.proxying {
+        return Err(GatewayError::new(
+            403,
+            "provider_not_proxied",
+            format!("provider {provider_id:?} is vault-only and cannot be proxied"),
+        ));
+    }
+    let upstream = routed
+        .upstream
+        .as_ref()
+        .map_err(|why| GatewayError::new(503, "provider_not_configured", why.clone()))?;
+    if let AuthScheme::SigV4 { .. } = routed.provider.auth {
+        return Err(GatewayError::new(
+            501,
+            "unsupported_auth_scheme",
+            "SigV4 signing is not available in this version of Latchkey",
+        ));
+    }
+    if routed.provider.auth != AuthScheme::None {
+        let cred = state
+            .credentials
+            .get(&key.tenant, provider_id, key.workload.as_deref())
+            .await?;
+        ctx.credential = Some(cred);
+    }
+    ctx.peer = Some(state.dns.lookup(&upstream.host, upstream.port).await?);
+    ctx.rest = rest.to_string();
+    Ok(())
+}
+
+async fn respond_json(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    status: u16,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(status, Some(4))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header("cache-control", "no-store")?;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+fn map_upstream_error(e: &Error) -> Option<GatewayError> {
+    use ErrorType::*;
+    if *e.esource() == ErrorSource::Downstream {
+        return None;
+    }
+    Some(match e.etype() {
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+            GatewayError::upstream_timeout("the provider did not answer in time")
+        }
+        HTTPStatus(code) => GatewayError::new(*code, "upstream_error", "the request failed"),
+        _ if *e.esource() == ErrorSource::Upstream => GatewayError::upstream_unavailable(format!(
+            "the provider could not be reached ({})",
+            e.etype().as_str()
+        )),
+        _ => GatewayError::internal("the gateway failed to proxy the request"),
+    })
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            request_id: new_request_id(),
+            started: Instant::now(),
+            key: None,
+            provider: None,
+            rest: String::new(),
+            carrier: "authorization",
+            credential: None,
+            peer: None,
+            error: None,
+            audit: true,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let path = session.req_header().uri.path().to_string();
+        let outcome = match route::classify(&path) {
+            Route::Health => {
+                ctx.audit = false;
+                respond_json(
+                    session,
+                    ctx,
+                    200,
+                    Bytes::from_static(b"{\"status\":\"ok\"}"),
+                )
+                .await?;
+                return Ok(true);
+            }
+            Route::Ready => {
+                ctx.audit = false;
+                let (status, body) = match self.state.store.ping().await {
+                    Ok(()) => (200, r#"{"status":"ready","store":"ok","catalog":"loaded"}"#),
+                    Err(_) => (503, r#"{"status":"not_ready","store":"unreachable"}"#),
+                };
+                respond_json(session, ctx, status, Bytes::from_static(body.as_bytes())).await?;
+                return Ok(true);
+            }
+            Route::NotFound => Err(GatewayError::not_found()),
+            Route::Proxy { provider, rest } => {
+                admit(&self.state, session, ctx, provider, rest).await
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(false),
+            Err(err) => {
+                let body = err.body(&ctx.request_id);
+                let status = err.status;
+                ctx.error = Some(err);
+                respond_json(session, ctx, status, body).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let (Some(routed), Some(addr)) = (ctx.provider.as_ref(), ctx.peer) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no upstream selected",
+            ));
+        };
+        let up = routed
+            .upstream
+            .as_ref()
+            .map_err(|_| Error::explain(ErrorType::InternalError, "provider not routable"))?;
+        let sni = if up.host.parse::<std::net::IpAddr>().is_ok() {
+            String::new()
+        } else {
+            up.host.clone()
+        };
+        let mut peer = HttpPeer::new(addr, up.tls, sni);
+        let o = &self.state.options;
+        peer.options.connection_timeout = Some(o.connect_timeout);
+        peer.options.read_timeout = Some(o.read_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        peer.options.verify_cert = true;
+        peer.options.verify_hostname = true;
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let Some(routed) = ctx.provider.as_ref() else {
+            return Err(Error::explain(ErrorType::InternalError, "no provider"));
+        };
+        let Ok(up) = routed.upstream.as_ref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "provider not routable",
+            ));
+        };
+        let empty = latchkey_vault::SecretString::new(String::new());
+        let secret = ctx.credential.as_ref().map(|c| &c.secret).unwrap_or(&empty);
+        if let Err(e) = inject::rewrite(
+            upstream_request,
+            up,
+            &ctx.rest,
+            &routed.provider.auth,
+            secret,
+            ctx.carrier,
+        ) {
+            let status = e.status;
+            ctx.error = Some(e);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "request rewrite failed",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = match ctx.error.clone() {
+            Some(err) => Some(err),
+            None => map_upstream_error(e),
+        };
+        let Some(err) = err else {
+            // The client went away; nothing to answer.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        let status = err.status;
+        if session.response_written().is_none() {
+            let body = err.body(&ctx.request_id);
+            if let Err(write_err) = respond_json(session, ctx, status, body).await {
+                tracing::debug!(error = %write_err, "could not write error response");
+            }
+        }
+        ctx.error = Some(err);
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !ctx.audit {
+            return;
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16() as i64)
+            .or(ctx.error.as_ref().map(|e| e.status as i64));
+        let (tenant, actor) = match &ctx.key {
+            Some(k) => (k.tenant.as_str(), format!("key:{}", k.id)),
+            None => (
+                latchkey_vault::model::DEFAULT_TENANT,
+                "anonymous".to_string(),
+            ),
+        };
+        let decision = match &ctx.error {
+            None => "allow".to_string(),
+            Some(e) => format!("deny:{}", e.code),
+        };
+        let path = session.req_header().uri.path();
+        let mut event = AuditEvent::now(tenant, &actor, "proxy.request", path, &decision);
+        event.provider = ctx.provider.as_ref().map(|p| p.provider.id.clone());
+        event.status = status;
+        event.latency_ms = Some(ctx.started.elapsed().as_millis() as i64);
+        event.request_id = Some(ctx.request_id.clone());
+        if let Some(c) = &ctx.credential {
+            event.detail = Some(serde_json::json!({ "credential": c.credential_id }).to_string());
+        }
+        self.state.audit.record(event);
+    }
+}

@@ -1,0 +1,90 @@
+//! Key resolution: presented key → key record, through a bounded in-process cache.
+//!
+//! The checksum is checked first, offline, so typos and random strings never reach the cache or
+//! the store. Unknown keys are cached as unknown for a short TTL, so a flood of guesses with
+//! valid checksums costs one store lookup per distinct key at most per TTL.
+
+use crate::errors::GatewayError;
+use crate::state::GatewayOptions;
+use latchkey_vault::keyfmt::{self, KeyKind};
+use latchkey_vault::model::KeyRecord;
+use latchkey_vault::rootkey::RootKey;
+use latchkey_vault::store::Store;
+use moka::future::Cache;
+use std::sync::Arc;
+
+/// Resolves presented keys to records.
+pub struct KeyResolver {
+    store: Arc<dyn Store>,
+    root: RootKey,
+    known: Cache<String, Arc<KeyRecord>>,
+    unknown: Cache<String, ()>,
+}
+
+impl KeyResolver {
+    /// A resolver with the cache sizes and TTLs from `opts`.
+    pub fn new(store: Arc<dyn Store>, root: RootKey, opts: &GatewayOptions) -> Self {
+        KeyResolver {
+            store,
+            root,
+            known: Cache::builder()
+                .max_capacity(opts.key_cache_capacity)
+                .time_to_live(opts.key_cache_ttl)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(opts.key_cache_capacity)
+                .time_to_live(opts.negative_cache_ttl)
+                .build(),
+        }
+    }
+
+    /// Resolves a presented key. Errors: `invalid_key` for malformed or unknown keys, or a
+    /// `upstream_unavailable`-style 503 when the store cannot be reached on a cache miss.
+    pub async fn resolve(&self, presented: &str) -> Result<Arc<KeyRecord>, GatewayError> {
+        if keyfmt::parse(presented) != Some(KeyKind::Proxy) {
+            return Err(GatewayError::invalid_key());
+        }
+        let hash = keyfmt::hash_key(&self.root, presented);
+        if let Some(rec) = self.known.get(&hash).await {
+            return Ok(rec);
+        }
+        if self.unknown.contains_key(&hash) {
+            return Err(GatewayError::invalid_key());
+        }
+        let store = self.store.clone();
+        let found = self
+            .known
+            .try_get_with(hash.clone(), async move {
+                match store.key_by_hash(&hash).await {
+                    Ok(Some(rec)) => Ok(Arc::new(rec)),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e.to_string())),
+                }
+            })
+            .await;
+        match found {
+            Ok(rec) => Ok(rec),
+            Err(e) => match e.as_ref() {
+                None => {
+                    let hash = keyfmt::hash_key(&self.root, presented);
+                    self.unknown.insert(hash, ()).await;
+                    Err(GatewayError::invalid_key())
+                }
+                Some(msg) => {
+                    tracing::error!(error = %msg, "key lookup failed");
+                    Err(GatewayError::new(
+                        503,
+                        "store_unavailable",
+                        "the key store is unreachable; try again shortly",
+                    ))
+                }
+            },
+        }
+    }
+
+    /// Forgets a key so the next request reads the store again.
+    pub async fn invalidate(&self, hash: &str) {
+        self.known.invalidate(hash).await;
+        self.unknown.invalidate(hash).await;
+    }
+}

@@ -1,0 +1,121 @@
+//! The admin API, served on the admin listener under `/api/v1`.
+//!
+//! Every route but the OpenAPI document requires `Authorization: Bearer lk_adm_…`. Every
+//! change is written to the audit chain with the admin token as actor, and pushed to the
+//! gateway's caches through a [`ChangeListener`] before the response is sent.
+
+mod credentials;
+mod error;
+mod keys;
+mod providers;
+mod system;
+
+pub use error::ApiError;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use latchkey_vault::audit::{AuditEvent, AuditSink};
+use latchkey_vault::keyfmt::{self, KeyKind};
+use latchkey_vault::model::AdminToken;
+use latchkey_vault::notify::ChangeListener;
+use latchkey_vault::rootkey::RootKey;
+use latchkey_vault::store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the admin handlers share.
+pub struct Control {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The root key (sealing credentials, hashing keys).
+    pub root: RootKey,
+    /// The audit sink.
+    pub audit: Arc<dyn AuditSink>,
+    /// Caches to notify on change.
+    pub listener: Arc<dyn ChangeListener>,
+    /// SSRF guard setting, applied to provider base URLs on write.
+    pub allow_private_upstreams: bool,
+    /// Public URL of the gateway listener (for `latchkey env`).
+    pub gateway_url: String,
+    /// Store kind for status (`sqlite`).
+    pub store_kind: String,
+    /// Process start.
+    pub started: Instant,
+}
+
+impl Control {
+    /// Records an admin action.
+    pub fn audit(&self, admin: &Admin, action: &str, target: &str, decision: &str) {
+        self.audit.record(AuditEvent::now(
+            &admin.0.tenant,
+            &format!("admin:{}", admin.0.id),
+            action,
+            target,
+            decision,
+        ));
+    }
+}
+
+type Ctl = State<Arc<Control>>;
+
+/// An authenticated admin (extracted from the bearer token).
+pub struct Admin(pub AdminToken);
+
+impl FromRequestParts<Arc<Control>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctl: &Arc<Control>) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("send 'Authorization: Bearer lk_adm_…'"))?;
+        if keyfmt::parse(token) != Some(KeyKind::Admin) {
+            return Err(ApiError::unauthorized("not an admin token"));
+        }
+        let hash = keyfmt::hash_key(&ctl.root, token);
+        match ctl.store.admin_token_by_hash(&hash).await? {
+            Some(t) => Ok(Admin(t)),
+            None => Err(ApiError::unauthorized("unknown admin token")),
+        }
+    }
+}
+
+/// The admin router.
+pub fn router(ctl: Arc<Control>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/api/v1/status", get(system::status))
+        .route(
+            "/api/v1/providers",
+            get(providers::list).post(providers::create),
+        )
+        .route(
+            "/api/v1/providers/{id}",
+            get(providers::get_one)
+                .patch(providers::patch)
+                .delete(providers::delete),
+        )
+        .route(
+            "/api/v1/credentials",
+            get(credentials::list).post(credentials::create),
+        )
+        .route(
+            "/api/v1/credentials/{id}",
+            get(credentials::get_one).delete(credentials::delete),
+        )
+        .route("/api/v1/keys", get(keys::list).post(keys::create))
+        .route("/api/v1/keys/{id}", get(keys::get_one).patch(keys::patch))
+        .route("/api/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/api/v1/audit", get(system::audit_list))
+        .route("/api/v1/audit/verify", get(system::audit_verify))
+        .fallback(|| async { ApiError::not_found("no such admin endpoint") })
+        .with_state(ctl)
+}

@@ -1,0 +1,542 @@
+//! What each client command does.
+
+use super::client::Admin;
+use super::state::{CliState, SavedKey};
+use super::{AuditCommand, Cli, Command, KeysCommand};
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Read};
+use zeroize::Zeroizing;
+
+/// Dispatches a client command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let json_out = cli.json;
+    let mut state = CliState::load()?;
+    match cli.command {
+        Command::Serve(_) => bail!("serve is handled by the binary"),
+        Command::Login {
+            url,
+            token,
+            token_file,
+        } => login(&mut state, json_out, url, token, token_file),
+        Command::Logout => {
+            let removed = CliState::remove()?;
+            emit(json_out, json!({ "logged_out": removed }), || {
+                if removed {
+                    "Logged out.".into()
+                } else {
+                    "Not logged in.".into()
+                }
+            })
+        }
+        Command::Status => {
+            let v = Admin::from_env_or_login(&state)?.get("status")?;
+            emit(json_out, v.clone(), || status_text(&v))
+        }
+        Command::Providers => {
+            let v = Admin::from_env_or_login(&state)?.get("providers")?;
+            emit(json_out, v.clone(), || providers_text(&v))
+        }
+        Command::Connect {
+            provider,
+            label,
+            workloads,
+        } => connect(&state, json_out, provider, label, workloads),
+        Command::Keys(k) => keys(&mut state, json_out, k),
+        Command::Env { key, provider } => env(&state, json_out, key, provider),
+        Command::Audit(AuditCommand::Verify) => audit_verify(&state, json_out),
+        Command::Audit(AuditCommand::List { limit }) => {
+            let v = Admin::from_env_or_login(&state)?.get(&format!("audit?limit={limit}"))?;
+            emit(json_out, v.clone(), || audit_text(&v))
+        }
+    }
+}
+
+/// Prints JSON or the text rendering.
+fn emit(json_out: bool, v: Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let t = text();
+        if !t.is_empty() {
+            println!("{}", t.trim_end());
+        }
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(x) => x.clone(),
+        Value::Array(a) if a.is_empty() => "-".into(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Renders rows as an aligned table.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:w$}", c, w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push('\n');
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn login(
+    state: &mut CliState,
+    json_out: bool,
+    url: String,
+    token: Option<String>,
+    token_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let token = Zeroizing::new(match (token, token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("cannot read token file {}", f.display()))?,
+        (None, None) => bail!("give --token-file FILE (or --token TOKEN)"),
+    });
+    let token = token.trim().to_string();
+    let admin = Admin::new(&url, &token)?;
+    let status = admin.get("status").context("login failed")?;
+    state.url = Some(url.trim_end_matches('/').to_string());
+    state.token = Some(token);
+    state.save()?;
+    emit(
+        json_out,
+        json!({ "logged_in": true, "url": state.url, "status": status }),
+        || {
+            format!(
+                "Logged in to {} (gateway {}).",
+                url,
+                s(&status["gateway_url"])
+            )
+        },
+    )
+}
+
+fn status_text(v: &Value) -> String {
+    format!(
+        "version:      {}\nuptime:       {}s\ngateway:      {}\nstore:        {} ({})\ncredentials:  {}\nkeys:         {} active of {}",
+        s(&v["version"]),
+        s(&v["uptime_seconds"]),
+        s(&v["gateway_url"]),
+        s(&v["store"]["kind"]),
+        if v["store"]["ok"] == json!(true) { "ok" } else { "UNREACHABLE" },
+        s(&v["credentials"]),
+        s(&v["keys"]["active"]),
+        s(&v["keys"]["total"]),
+    )
+}
+
+fn providers_text(v: &Value) -> String {
+    let yes = |b: &Value| if b == &json!(true) { "yes" } else { "no" }.to_string();
+    let rows = v["providers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let c = &p["capabilities"];
+                    vec![
+                        s(&p["id"]),
+                        s(&p["auth"]),
+                        yes(&c["vaulting"]),
+                        yes(&c["proxying"]),
+                        s(&c["rotation"]),
+                        yes(&c["idempotency"]),
+                        s(&c["rate_limit_headers"]),
+                        s(&p["credentials"]),
+                        s(&p["base_url"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "PROVIDER",
+            "AUTH",
+            "VAULT",
+            "PROXY",
+            "ROTATION",
+            "IDEMPOTENCY",
+            "RATELIMIT",
+            "CREDS",
+            "BASE URL",
+        ],
+        rows,
+    )
+}
+
+fn read_secret(provider: &str) -> anyhow::Result<Zeroizing<String>> {
+    let stdin = std::io::stdin();
+    let raw = if stdin.is_terminal() {
+        Zeroizing::new(rpassword::prompt_password(format!(
+            "Secret for {provider} (input hidden): "
+        ))?)
+    } else {
+        let mut buf = Zeroizing::new(String::new());
+        stdin
+            .lock()
+            .read_to_string(&mut buf)
+            .context("cannot read the secret from stdin")?;
+        buf
+    };
+    let trimmed = Zeroizing::new(raw.trim().to_string());
+    if trimmed.is_empty() {
+        bail!("no secret given: pipe it in (echo \"$KEY\" | latchkey connect {provider}) or type it at the prompt");
+    }
+    Ok(trimmed)
+}
+
+fn connect(
+    state: &CliState,
+    json_out: bool,
+    provider: String,
+    label: Option<String>,
+    workloads: Vec<String>,
+) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    let secret = read_secret(&provider)?;
+    let mut body =
+        json!({ "provider": provider, "value": secret.as_str(), "workloads": workloads });
+    if let Some(l) = label {
+        body["label"] = json!(l);
+    }
+    let result = admin.post("credentials", &body);
+    // Wipe the request body's copy of the secret.
+    if let Some(Value::String(v)) = body.get_mut("value") {
+        zeroize::Zeroize::zeroize(v);
+    }
+    let v = result?;
+    emit(json_out, v.clone(), || {
+        format!(
+            "Connected {}: credential {} (label {}, workloads {}). The secret is stored encrypted and can never be read back.",
+            s(&v["provider"]),
+            s(&v["id"]),
+            s(&v["label"]),
+            s(&v["workloads"])
+        )
+    })
+}
+
+/// Parses `30m`, `12h`, `7d`, `45s` into an RFC 3339 time from now.
+fn expiry_from_duration(d: &str) -> anyhow::Result<String> {
+    let (num, unit) = d.split_at(d.len().saturating_sub(1));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("bad duration {d:?}: use e.g. 30m, 12h, 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("bad duration {d:?}: use e.g. 30m, 12h, 7d"),
+    };
+    if n <= 0 {
+        bail!("duration must be positive");
+    }
+    Ok((chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn keys_text(v: &Value) -> String {
+    let rows = v["keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|k| {
+                    vec![
+                        s(&k["id"]),
+                        s(&k["name"]),
+                        s(&k["prefix"]),
+                        s(&k["providers"]),
+                        s(&k["workload"]),
+                        s(&k["status"]),
+                        s(&k["expires_at"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "KEY",
+            "PROVIDERS",
+            "WORKLOAD",
+            "STATUS",
+            "EXPIRES",
+        ],
+        rows,
+    )
+}
+
+fn key_text(k: &Value) -> String {
+    format!(
+        "{} {} ({}) providers={} workload={} status={} expires={}",
+        s(&k["id"]),
+        s(&k["name"]),
+        s(&k["prefix"]),
+        s(&k["providers"]),
+        s(&k["workload"]),
+        s(&k["status"]),
+        s(&k["expires_at"])
+    )
+}
+
+fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    match cmd {
+        KeysCommand::List => {
+            let v = admin.get("keys")?;
+            emit(json_out, v.clone(), || keys_text(&v))
+        }
+        KeysCommand::Create {
+            name,
+            providers,
+            workload,
+            models,
+            expires_in,
+            expires_at,
+        } => {
+            let mut body = json!({ "name": name, "providers": providers, "models": models });
+            if let Some(w) = workload {
+                body["workload"] = json!(w);
+            }
+            let expires = match (expires_in, expires_at) {
+                (Some(d), _) => Some(expiry_from_duration(&d)?),
+                (None, at) => at,
+            };
+            if let Some(e) = expires {
+                body["expires_at"] = json!(e);
+            }
+            let v = admin.post("keys", &body)?;
+            state.keys.push(SavedKey {
+                id: s(&v["id"]),
+                name: s(&v["name"]),
+                providers: serde_json::from_value(v["providers"].clone()).unwrap_or_default(),
+                key: s(&v["key"]),
+                created_at: s(&v["created_at"]),
+            });
+            state.save()?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "{}\n\nCreated key {} ({}). This is the only time the key is shown; `latchkey env` prints it for your app.",
+                    s(&v["key"]),
+                    s(&v["id"]),
+                    s(&v["name"])
+                )
+            })
+        }
+        KeysCommand::Update {
+            id,
+            name,
+            providers,
+            workload,
+            no_workload,
+            models,
+            expires_in,
+            expires_at,
+            no_expiry,
+        } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(p) = providers {
+                body["providers"] = json!(p);
+            }
+            if let Some(w) = workload {
+                body["workload"] = json!(w);
+            }
+            if no_workload {
+                body["workload"] = Value::Null;
+            }
+            if let Some(m) = models {
+                body["models"] = json!(m);
+            }
+            if let Some(d) = expires_in {
+                body["expires_at"] = json!(expiry_from_duration(&d)?);
+            }
+            if let Some(at) = expires_at {
+                body["expires_at"] = json!(at);
+            }
+            if no_expiry {
+                body["expires_at"] = Value::Null;
+            }
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                bail!("nothing to update: give --name, --provider, --workload, --models or an expiry option");
+            }
+            let v = admin.patch(&format!("keys/{id}"), &body)?;
+            emit(json_out, v.clone(), || format!("Updated {}", key_text(&v)))
+        }
+        KeysCommand::Revoke { id } => {
+            let v = admin.post(&format!("keys/{id}/revoke"), &json!({}))?;
+            state.keys.retain(|k| k.id != id);
+            state.save()?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "Revoked {}. Requests with it are refused from now on.",
+                    s(&v["id"])
+                )
+            })
+        }
+    }
+}
+
+fn env(
+    state: &CliState,
+    json_out: bool,
+    key: Option<String>,
+    provider: Option<String>,
+) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    let status = admin.get("status")?;
+    let gateway = s(&status["gateway_url"]);
+    let providers = admin.get("providers")?;
+    let server_keys = admin.get("keys")?;
+    let active = |id: &str| {
+        server_keys["keys"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|k| k["id"] == json!(id) && k["status"] == json!("active"))
+        })
+    };
+    let mut chosen: Vec<(String, &SavedKey)> = Vec::new();
+    // Newest key first, so the newest wins per provider.
+    for k in state.keys.iter().rev() {
+        if key
+            .as_ref()
+            .is_some_and(|want| want != &k.id && want != &k.name)
+            || !active(&k.id)
+        {
+            continue;
+        }
+        for p in &k.providers {
+            let p = if p == "*" {
+                match &provider {
+                    Some(want) => want.clone(),
+                    None => continue,
+                }
+            } else {
+                p.clone()
+            };
+            if provider.as_ref().is_some_and(|want| want != &p) {
+                continue;
+            }
+            if !chosen.iter().any(|(cp, _)| cp == &p) {
+                chosen.push((p, k));
+            }
+        }
+    }
+    if chosen.is_empty() {
+        bail!("no active proxy key created by this CLI matches; create one with `latchkey keys create --name NAME --provider PROVIDER`");
+    }
+    let mut lines = Vec::new();
+    let mut vars = serde_json::Map::new();
+    for (p, k) in chosen {
+        let info = providers["providers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == json!(p)))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let upper = p.to_uppercase().replace('-', "_");
+        let key_var = info["env_key"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or(format!("{upper}_API_KEY"));
+        let url_var = info["env_base_url"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or(format!("{upper}_BASE_URL"));
+        let base = format!(
+            "{}/proxy/{}{}",
+            gateway.trim_end_matches('/'),
+            p,
+            info["sdk_base_path"].as_str().unwrap_or("")
+        );
+        lines.push(format!("# {} ({}) via Latchkey", p, k.name));
+        lines.push(format!("{key_var}={}", k.key));
+        lines.push(format!("{url_var}={base}"));
+        vars.insert(key_var, json!(k.key));
+        vars.insert(url_var, json!(base));
+    }
+    emit(json_out, Value::Object(vars), || lines.join("\n"))
+}
+
+fn audit_text(v: &Value) -> String {
+    let rows = v["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    vec![
+                        s(&e["seq"]),
+                        s(&e["ts"]),
+                        s(&e["actor"]),
+                        s(&e["action"]),
+                        s(&e["target"]),
+                        s(&e["decision"]),
+                        s(&e["status"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DECISION", "STATUS",
+        ],
+        rows,
+    )
+}
+
+fn audit_verify(state: &CliState, json_out: bool) -> anyhow::Result<()> {
+    let v = Admin::from_env_or_login(state)?.get("audit/verify")?;
+    emit(json_out, v.clone(), || {
+        let mut out = Vec::new();
+        for c in v["chains"].as_array().into_iter().flatten() {
+            if c["ok"] == json!(true) {
+                out.push(format!(
+                    "chain {}: OK ({} events)",
+                    s(&c["chain"]),
+                    s(&c["rows"])
+                ));
+            } else {
+                out.push(format!(
+                    "chain {}: BROKEN at seq {}: {}",
+                    s(&c["chain"]),
+                    s(&c["first_broken_seq"]),
+                    s(&c["reason"])
+                ));
+            }
+        }
+        if out.is_empty() {
+            out.push("no audit events yet".into());
+        }
+        out.join("\n")
+    })?;
+    if v["ok"] != json!(true) {
+        bail!("audit chain verification failed");
+    }
+    Ok(())
+}

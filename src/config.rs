@@ -1,0 +1,208 @@
+//! Server configuration: defaults < TOML file (`--config`) < `LATCHKEY_*` environment < flags.
+
+use anyhow::Context;
+use latchkey_ops::cli::ServeArgs;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The TOML config file. Unknown fields are errors, so a typo is reported, not ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub allow_private_upstreams: Option<bool>,
+    pub shutdown_grace_seconds: Option<u64>,
+    pub public_url: Option<String>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub key_ttl_seconds: Option<u64>,
+    pub negative_ttl_seconds: Option<u64>,
+    pub credential_ttl_seconds: Option<u64>,
+    pub max_keys: Option<u64>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub connect_timeout_seconds: Option<u64>,
+    pub read_timeout_seconds: Option<u64>,
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub threads: usize,
+    pub allow_private_upstreams: bool,
+    pub shutdown_grace_seconds: u64,
+    pub public_url: String,
+    pub log_json: bool,
+    pub gateway: latchkey_gateway::GatewayOptions,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match env(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not valid")),
+    }
+}
+
+fn env_bool(name: &str) -> anyhow::Result<Option<bool>> {
+    match env(name).as_deref().map(str::trim) {
+        None => Ok(None),
+        Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
+        Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+        Some(v) => anyhow::bail!("{name}={v:?} must be 1/0 or true/false"),
+    }
+}
+
+fn addr(field: &str, v: &str) -> anyhow::Result<SocketAddr> {
+    v.parse()
+        .with_context(|| format!("{field} = {v:?} is not an address like 127.0.0.1:8080"))
+}
+
+impl Config {
+    /// Resolves flags (clap already folded in their env vars), the config file and defaults.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("config file {} is invalid", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or("127.0.0.1:8080".into());
+        let admin = args
+            .admin_listen
+            .clone()
+            .or(file.admin_listen)
+            .unwrap_or("127.0.0.1:8081".into());
+        let listen = addr("listen", &listen)?;
+        let admin_listen = addr("admin_listen", &admin)?;
+        let threads = args.threads.or(file.threads).unwrap_or(1);
+        if threads == 0 || threads > 256 {
+            anyhow::bail!("threads = {threads} must be between 1 and 256");
+        }
+        let allow_private_upstreams = env_bool("LATCHKEY_ALLOW_PRIVATE_UPSTREAMS")?
+            .or(file.allow_private_upstreams)
+            .unwrap_or(false);
+        let shutdown_grace_seconds = env_parse("LATCHKEY_SHUTDOWN_GRACE_SECONDS")?
+            .or(file.shutdown_grace_seconds)
+            .unwrap_or(5);
+        let public_url = env("LATCHKEY_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| {
+                let host = if listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else if listen.is_ipv6() {
+                    format!("[{}]", listen.ip())
+                } else {
+                    listen.ip().to_string()
+                };
+                format!("http://{host}:{}", listen.port())
+            });
+        let log_format = env("LATCHKEY_LOG_FORMAT")
+            .or(file.log_format)
+            .unwrap_or("text".into());
+        let log_json = match log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => anyhow::bail!("log_format = {other:?} must be \"text\" or \"json\""),
+        };
+        let mut gateway = latchkey_gateway::GatewayOptions {
+            allow_private_upstreams,
+            ..Default::default()
+        };
+        let secs = std::time::Duration::from_secs;
+        if let Some(v) = file.cache.key_ttl_seconds {
+            gateway.key_cache_ttl = secs(v);
+        }
+        if let Some(v) = file.cache.negative_ttl_seconds {
+            gateway.negative_cache_ttl = secs(v);
+        }
+        if let Some(v) = file.cache.credential_ttl_seconds {
+            gateway.credential_cache_ttl = secs(v);
+        }
+        if let Some(v) = file.cache.max_keys {
+            gateway.key_cache_capacity = v;
+        }
+        if let Some(v) = file.upstream.connect_timeout_seconds {
+            gateway.connect_timeout = secs(v);
+        }
+        if let Some(v) = file.upstream.read_timeout_seconds {
+            gateway.read_timeout = secs(v);
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or("latchkey-data".into()),
+            threads,
+            allow_private_upstreams,
+            shutdown_grace_seconds,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            log_json,
+            gateway,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = toml::from_str::<FileConfig>("listne = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+        let err = toml::from_str::<FileConfig>("[cache]\nkey_ttl = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key_ttl"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_names_field() {
+        let args = ServeArgs {
+            listen: Some("nope".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+}
