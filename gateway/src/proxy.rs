@@ -306,6 +306,9 @@ impl ProxyHttp for Gateway {
         };
         let status = err.status;
         if session.response_written().is_none() {
+            // Pingora will not reuse this connection after an upstream failure; say so, so the
+            // client does not send its next request into a closed socket.
+            session.set_keepalive(None);
             let body = err.body(&ctx.request_id);
             if let Err(write_err) = respond_json(session, ctx, status, body).await {
                 tracing::debug!(error = %write_err, "could not write error response");

@@ -1,0 +1,443 @@
+//! Test harness: the real `latchkey` binary on ephemeral loopback ports, and a mock provider
+//! that records exactly what it receives.
+#![allow(dead_code)]
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+
+/// A free loopback port (bound and released; good enough on loopback for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `latchkey serve`.
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub gateway: String,
+    pub admin_url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    pub env: Vec<(String, String)>,
+}
+
+pub struct ServerOpts {
+    pub allow_private: bool,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            allow_private: true,
+            env: vec![],
+            args: vec![],
+        }
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(ServerOpts::default()).await
+    }
+
+    pub async fn start_with(opts: ServerOpts) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let mut s = Server {
+            child: None,
+            data_dir,
+            dir,
+            gateway: String::new(),
+            admin_url: String::new(),
+            token: String::new(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            env: vec![("LATCHKEY_SHUTDOWN_GRACE_SECONDS".into(), "1".into())],
+        };
+        if opts.allow_private {
+            s.env
+                .push(("LATCHKEY_ALLOW_PRIVATE_UPSTREAMS".into(), "1".into()));
+        }
+        // Later entries win, so a test's own env overrides the defaults above.
+        s.env.extend(opts.env.clone());
+        s.spawn(&opts.args).await;
+        s.token = std::fs::read_to_string(s.data_dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        s
+    }
+
+    /// Starts the process (again) on fresh ports with the same data dir.
+    pub async fn spawn(&mut self, extra: &[String]) {
+        let child = self.try_spawn(extra);
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/healthz", self.gateway))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    break;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("latchkey exited early ({status}): {}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "latchkey did not start: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The admin API starts alongside; wait for it too.
+        for _ in 0..100 {
+            if self
+                .http
+                .get(format!("{}/api/v1/openapi.json", self.admin_url))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Spawns without waiting (for tests that expect startup to fail).
+    pub fn try_spawn(&mut self, extra: &[String]) -> Child {
+        let gp = free_port();
+        let ap = free_port();
+        self.gateway = format!("http://127.0.0.1:{gp}");
+        self.admin_url = format!("http://127.0.0.1:{ap}");
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let out = std::fs::File::create(self.dir.path().join(format!("stdout-{n}.log"))).unwrap();
+        let err = std::fs::File::create(self.dir.path().join(format!("stderr-{n}.log"))).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{gp}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{ap}"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(extra)
+            .env_remove("LATCHKEY_ROOT_KEY")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Everything the server wrote to stdout and stderr so far.
+    pub fn logs(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "log") {
+                all.extend(std::fs::read(&p).unwrap());
+            }
+        }
+        all
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.logs()).into_owned()
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1/{}", self.admin_url, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// Points a provider at a mock.
+    pub async fn point(&self, provider: &str, base_url: &str) {
+        let (st, v) = self
+            .admin(
+                Method::PATCH,
+                &format!("providers/{provider}"),
+                Some(serde_json::json!({"base_url": base_url})),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+
+    pub async fn connect(&self, provider: &str, secret: &str, workloads: &[&str]) -> String {
+        let (st, v) = self
+            .admin(
+                Method::POST,
+                "credentials",
+                Some(serde_json::json!({"provider": provider, "value": secret, "label": "test", "workloads": workloads})),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a key; returns (id, key).
+    pub async fn key(&self, body: Value) -> (String, String) {
+        let (st, v) = self.admin(Method::POST, "keys", Some(body)).await;
+        assert_eq!(st, 201, "{v}");
+        (
+            v["id"].as_str().unwrap().into(),
+            v["key"].as_str().unwrap().into(),
+        )
+    }
+
+    /// Runs the CLI against this server with an isolated CLI config.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("LATCHKEY_CLI_CONFIG", self.dir.path().join("cli.json"))
+            .env_remove("LATCHKEY_ADMIN_URL")
+            .env_remove("LATCHKEY_ADMIN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("latchkey.db")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every file under `dir`, recursively, as bytes.
+pub fn all_file_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// One request as the mock provider saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    /// Everything a provider could see, as text, for "the proxy key never arrives" checks.
+    pub fn all_text(&self) -> String {
+        let mut s = format!("{} {}\n", self.method, self.uri);
+        for (k, v) in &self.headers {
+            s.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        s.push_str(&String::from_utf8_lossy(&self.body));
+        s
+    }
+}
+
+/// A mock provider.
+#[derive(Clone)]
+pub struct Mock {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Released by the test to let `/stream` send its remaining events.
+    pub release: Arc<Notify>,
+}
+
+impl Mock {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("mock saw a request")
+    }
+
+    /// Routes: `/stream` (SSE: one event, then waits for `release`, then two more),
+    /// `/slow` (answers after 1.5 s), `/echo` (returns the request body), anything else: JSON
+    /// describing the request.
+    pub async fn start() -> Mock {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mock = Mock {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            release: Arc::new(Notify::new()),
+        };
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(mock.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        mock
+    }
+}
+
+async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
+    mock.seen.lock().unwrap().push(Seen {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let path = parts.uri.path().to_string();
+    if path.ends_with("/stream") {
+        let release = mock.release.clone();
+        let stream = async_stream(release);
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    if path.ends_with("/slow") {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    if path.ends_with("/echo") {
+        return Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap();
+    }
+    if path.ends_with("/chat/completions") {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if v["stream"] == serde_json::json!(true) {
+            let mut out = String::new();
+            for (i, word) in ["Hello", " from", " mock"].iter().enumerate() {
+                let chunk = serde_json::json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":word},"finish_reason":null}]});
+                let _ = i;
+                out.push_str(&format!("data: {chunk}\n\n"));
+            }
+            out.push_str("data: [DONE]\n\n");
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from(out))
+                .unwrap();
+        }
+        let resp = serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": v["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from mock"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+        });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(resp.to_string()))
+            .unwrap();
+    }
+    let v = serde_json::json!({"path": path, "query": parts.uri.query(), "len": body.len()});
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap()
+}
+
+fn async_stream(
+    release: Arc<Notify>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::unfold(0u8, move |state| {
+        let release = release.clone();
+        async move {
+            match state {
+                0 => Some((Ok(Bytes::from_static(b"data: first\n\n")), 1)),
+                1 => {
+                    release.notified().await;
+                    Some((Ok(Bytes::from_static(b"data: second\n\n")), 2))
+                }
+                2 => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), 3)),
+                _ => None,
+            }
+        }
+    })
+}
