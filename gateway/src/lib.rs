@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod dns;
 pub mod errors;
 pub mod extract;
+pub mod geo;
 pub mod inject;
 pub mod providers;
 pub mod proxy;

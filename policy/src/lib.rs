@@ -5,3 +5,4 @@
 //! fuzzable. Later stages (locks, policies, budgets) join this crate as sibling modules.
 
 pub mod access;
+pub mod locks;
