@@ -22,6 +22,21 @@ pub struct FileConfig {
     pub cache: CacheConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are trusted (IPs or CIDRs).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// A MaxMind-format (`.mmdb`) database for geo-locked keys.
+    pub geoip_database: Option<PathBuf>,
+    /// Accepted clock skew of signed requests, in seconds.
+    pub signature_window_seconds: Option<u64>,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub webhook_url: Option<String>,
 }
 
 /// `[cache]`.
@@ -54,6 +69,8 @@ pub struct Config {
     pub public_url: String,
     pub log_json: bool,
     pub gateway: latchkey_gateway::GatewayOptions,
+    pub geoip_database: Option<PathBuf>,
+    pub alert_webhook: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -162,7 +179,31 @@ impl Config {
         if let Some(v) = file.upstream.read_timeout_seconds {
             gateway.read_timeout = secs(v);
         }
+        let trusted: Vec<String> = match env("LATCHKEY_TRUSTED_PROXIES") {
+            Some(v) => v.split(',').map(|s| s.trim().to_string()).collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        gateway.trusted_proxies = latchkey_policy::locks::client_ip::parse_trusted(&trusted)
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
+        if let Some(v) =
+            env_parse::<u64>("LATCHKEY_SIGNATURE_WINDOW_SECONDS")?.or(file.signature_window_seconds)
+        {
+            if v == 0 || v > 86_400 {
+                anyhow::bail!("signature_window_seconds = {v} must be between 1 and 86400");
+            }
+            gateway.signature_window_secs = v;
+        }
+        let geoip_database = env("LATCHKEY_GEOIP_DATABASE")
+            .map(PathBuf::from)
+            .or(file.geoip_database);
+        let alert_webhook = env("LATCHKEY_ALERT_WEBHOOK").or(file.alerts.webhook_url);
+        if let Some(url) = &alert_webhook {
+            latchkey_ops::alerts::Webhook::parse(url)
+                .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?;
+        }
         Ok(Config {
+            geoip_database,
+            alert_webhook,
             listen,
             admin_listen,
             data_dir: args

@@ -44,6 +44,19 @@ fn prepare_data_dir(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Delivers alerts to the configured webhook on the control runtime, off the request path.
+struct WebhookNotifier {
+    hook: latchkey_ops::alerts::Webhook,
+    rt: tokio::runtime::Handle,
+}
+
+impl latchkey_gateway::velocity::Notifier for WebhookNotifier {
+    fn notify(&self, payload: serde_json::Value) {
+        let hook = self.hook.clone();
+        self.rt.spawn(async move { hook.notify(&payload).await });
+    }
+}
+
 /// Runs the server until it is told to stop.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args)?;
@@ -85,12 +98,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
 
-    let state = GatewayState::new(
+    let geo = match &cfg.geoip_database {
+        Some(path) => {
+            let db = Arc::new(
+                latchkey_gateway::geo::GeoDb::open(path)
+                    .with_context(|| "geoip_database cannot be used")?,
+            );
+            let _reloader = ctl_rt.block_on(async {
+                db.spawn_reloader(latchkey_gateway::geo::DEFAULT_RELOAD_INTERVAL)
+            });
+            tracing::info!(path = %path.display(), "geo database loaded (reloaded when the file changes)");
+            Some(db)
+        }
+        None => None,
+    };
+    let notifier: Arc<dyn latchkey_gateway::velocity::Notifier> = match &cfg.alert_webhook {
+        Some(url) => Arc::new(WebhookNotifier {
+            hook: latchkey_ops::alerts::Webhook::parse(url)
+                .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?,
+            rt: ctl_rt.handle().clone(),
+        }),
+        None => Arc::new(latchkey_gateway::velocity::NoNotifier),
+    };
+    let state = GatewayState::with_extras(
         store.clone(),
         root.clone(),
         Arc::new(audit.clone()),
         cfg.gateway.clone(),
+        geo,
+        notifier,
     );
+    ctl_rt
+        .block_on(state.lockdown.reload(store.as_ref()))
+        .context("cannot read the lockdown switches")?;
     let control = Arc::new(Control {
         store: store.clone(),
         root,

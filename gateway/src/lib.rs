@@ -6,11 +6,14 @@
 //! 1. [`route`]: which endpoint (`/healthz`, `/readyz`, `/proxy/{provider}/…`).
 //! 2. [`extract`]: find the proxy key in the accepted headers.
 //! 3. [`resolve`]: turn the key into its record through a bounded cache (with negative caching).
-//! 4. access check ([`latchkey_policy::access`]): revoked, expired, provider scope.
-//! 5. [`providers`]: the tenant's provider table and the upstream it names.
-//! 6. [`credentials`]: the decrypted credential, cached in memory and zeroized on eviction.
-//! 7. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
-//! 8. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
+//! 4. access check ([`latchkey_policy::access`]): revoked, suspended, expired, provider scope.
+//! 5. [`locks`]: lockdown ([`lockdown`]), client IP with auto-bind, geo ([`geo`]), device, and —
+//!    for keys that need the body — request signature and model allow-list.
+//! 6. [`velocity`]: rolling-window abuse detection that auto-suspends a key.
+//! 7. [`providers`]: the tenant's provider table and the upstream it names.
+//! 8. [`credentials`]: the decrypted credential, cached in memory and zeroized on eviction.
+//! 9. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
+//! 10. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
 //!
 //! [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON errors.
 
@@ -20,11 +23,14 @@ pub mod errors;
 pub mod extract;
 pub mod geo;
 pub mod inject;
+pub mod lockdown;
+pub mod locks;
 pub mod providers;
 pub mod proxy;
 pub mod resolve;
 pub mod route;
 pub mod state;
+pub mod velocity;
 
 pub use proxy::Gateway;
 pub use state::{GatewayOptions, GatewayState};

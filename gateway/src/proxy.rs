@@ -4,14 +4,17 @@ use crate::credentials::Injectable;
 use crate::errors::GatewayError;
 use crate::extract;
 use crate::inject;
+use crate::locks;
 use crate::providers::RoutedProvider;
+use crate::resolve::ResolvedKey;
 use crate::route::{self, Route};
 use crate::state::GatewayState;
+use crate::velocity;
 use async_trait::async_trait;
 use bytes::Bytes;
 use latchkey_policy::access::{self, KeyFacts};
 use latchkey_vault::audit::AuditEvent;
-use latchkey_vault::model::{AuthScheme, KeyRecord, KeyStatus};
+use latchkey_vault::model::{AuthScheme, KeyStatus};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -37,7 +40,11 @@ impl Gateway {
 pub struct RequestCtx {
     request_id: String,
     started: Instant,
-    key: Option<Arc<KeyRecord>>,
+    key: Option<Arc<ResolvedKey>>,
+    /// The body, when a lock needed it before the provider was contacted.
+    body: Option<Bytes>,
+    /// The client address the locks saw.
+    client: Option<std::net::IpAddr>,
     provider: Option<Arc<RoutedProvider>>,
     rest: String,
     carrier: &'static str,
@@ -54,8 +61,8 @@ fn new_request_id() -> String {
 
 /// The stages that run before Pingora connects upstream. Returns the refusal, if any.
 async fn admit(
-    state: &GatewayState,
-    session: &Session,
+    state: &Arc<GatewayState>,
+    session: &mut Session,
     ctx: &mut RequestCtx,
     provider_id: &str,
     rest: &str,
@@ -72,6 +79,17 @@ async fn admit(
         providers: &key.providers,
     };
     let now = chrono::Utc::now().timestamp();
+    if key.status == KeyStatus::Suspended {
+        let why = key
+            .suspended_reason
+            .as_deref()
+            .unwrap_or("suspended by an admin");
+        return Err(GatewayError::new(
+            403,
+            "key_suspended",
+            format!("this proxy key is suspended ({why}); an admin can reinstate it"),
+        ));
+    }
     if let Err(denial) = access::check(&facts, provider_id, now) {
         let (status, message) = match denial {
             access::Denial::Revoked => (401, "this proxy key has been revoked".to_string()),
@@ -83,6 +101,39 @@ async fn admit(
         };
         return Err(GatewayError::new(status, denial.code(), message));
     }
+
+    // Locks, in the order of policy::locks: lockdown, IP, geo, device, signature, model; then
+    // velocity, so refused requests never count against a key.
+    locks::check_lockdown(state, &key.tenant, provider_id).map_err(locks::refusal)?;
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let client = locks::client_address(state, peer, &session.req_header().headers);
+    ctx.client = Some(client);
+    if locks::check_static(state, &key, client, &session.req_header().headers)
+        .await?
+        .is_some()
+    {
+        let mut event = AuditEvent::now(
+            &key.tenant,
+            &format!("key:{}", key.id),
+            "key.bind_ip",
+            &key.id,
+            "ok",
+        );
+        event.detail = Some(serde_json::json!({ "ip": client.to_string() }).to_string());
+        state.audit.record(event);
+    }
+    let path = session.req_header().uri.path().to_string();
+    if locks::needs_body(&key, &path) {
+        ctx.body = Some(read_body(session).await?);
+    }
+    if key.locks.signed || !key.models.is_empty() {
+        locks::check_body(state, &key, session.req_header(), ctx.body.as_deref(), now)?;
+    }
+    velocity::observe(state, &key, client, now).await?;
 
     let routed = state.providers.get(&key.tenant, provider_id).await?;
     ctx.provider = Some(routed.clone());
@@ -114,6 +165,54 @@ async fn admit(
     ctx.peer = Some(state.dns.lookup(&upstream.host, upstream.port).await?);
     ctx.rest = rest.to_string();
     Ok(())
+}
+
+/// Reads the whole request body before the provider is contacted, within Pingora's 64 KiB
+/// retry buffer (which is what replays it upstream); anything larger is refused with 413.
+async fn read_body(session: &mut Session) -> Result<Bytes, GatewayError> {
+    let too_large = || {
+        GatewayError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "keys with signed requests or a model allow-list accept request bodies up to {} KiB",
+                locks::MAX_INSPECTED_BODY / 1024
+            ),
+        )
+    };
+    if let Some(len) = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        if len > locks::MAX_INSPECTED_BODY {
+            return Err(too_large());
+        }
+    }
+    session.enable_retry_buffering();
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > locks::MAX_INSPECTED_BODY {
+                    return Err(too_large());
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the request body failed");
+                return Err(GatewayError::new(
+                    400,
+                    "bad_request",
+                    "the request body could not be read",
+                ));
+            }
+        }
+    }
+    Ok(body.freeze())
 }
 
 async fn respond_json(
@@ -158,6 +257,8 @@ impl ProxyHttp for Gateway {
             request_id: new_request_id(),
             started: Instant::now(),
             key: None,
+            body: None,
+            client: None,
             provider: None,
             rest: String::new(),
             carrier: "authorization",

@@ -6,18 +6,87 @@
 
 use crate::errors::GatewayError;
 use crate::state::GatewayOptions;
+use latchkey_policy::locks::KeyLocks;
+use latchkey_vault::envelope::{self, Binding};
 use latchkey_vault::keyfmt::{self, KeyKind};
 use latchkey_vault::model::KeyRecord;
 use latchkey_vault::rootkey::RootKey;
 use latchkey_vault::store::Store;
+use latchkey_vault::SecretString;
 use moka::future::Cache;
 use std::sync::Arc;
+
+/// A key record ready for the pipeline: its locks parsed and its signing secret decrypted once
+/// per cache fill, never per request.
+#[derive(Debug)]
+pub struct ResolvedKey {
+    /// The stored record.
+    pub record: KeyRecord,
+    /// The parsed locks (`record.locks` with `record.bound_ip` folded into an auto-bind lock).
+    pub locks: KeyLocks,
+    /// The decrypted per-key signing secret, for keys that require signed requests.
+    pub signing: Option<SecretString>,
+}
+
+impl std::ops::Deref for ResolvedKey {
+    type Target = KeyRecord;
+    fn deref(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+/// Parses a record's locks and opens its signing secret. A record whose locks do not parse or
+/// whose secret does not decrypt is refused (fail closed) rather than served unlocked.
+pub fn prepare(root: &RootKey, record: KeyRecord) -> Result<ResolvedKey, String> {
+    let mut locks: KeyLocks = if record.locks.is_null() {
+        KeyLocks::default()
+    } else {
+        serde_json::from_value(record.locks.clone())
+            .map_err(|e| format!("key {} has unreadable locks: {e}", record.id))?
+    };
+    if let latchkey_policy::locks::ip::IpLock::AutoBind { bound } = &mut locks.ip {
+        if bound.is_none() {
+            *bound = match record.bound_ip.as_deref() {
+                Some(ip) => Some(
+                    ip.parse()
+                        .map_err(|_| format!("key {} has an unreadable bound IP", record.id))?,
+                ),
+                None => None,
+            };
+        }
+    }
+    let signing = match (&record.signing, locks.signed) {
+        (Some(sealed), true) => {
+            let binding = Binding {
+                tenant: &record.tenant,
+                credential: &record.id,
+                version: 0,
+            };
+            Some(
+                envelope::open(root, &binding, sealed)
+                    .map_err(|_| format!("key {} signing secret does not decrypt", record.id))?,
+            )
+        }
+        (None, true) => {
+            return Err(format!(
+                "key {} requires signatures but has no secret",
+                record.id
+            ))
+        }
+        _ => None,
+    };
+    Ok(ResolvedKey {
+        record,
+        locks,
+        signing,
+    })
+}
 
 /// Resolves presented keys to records.
 pub struct KeyResolver {
     store: Arc<dyn Store>,
     root: RootKey,
-    known: Cache<String, Arc<KeyRecord>>,
+    known: Cache<String, Arc<ResolvedKey>>,
     unknown: Cache<String, ()>,
 }
 
@@ -40,7 +109,7 @@ impl KeyResolver {
 
     /// Resolves a presented key. Errors: `invalid_key` for malformed or unknown keys, or a
     /// `upstream_unavailable`-style 503 when the store cannot be reached on a cache miss.
-    pub async fn resolve(&self, presented: &str) -> Result<Arc<KeyRecord>, GatewayError> {
+    pub async fn resolve(&self, presented: &str) -> Result<Arc<ResolvedKey>, GatewayError> {
         if keyfmt::parse(presented) != Some(KeyKind::Proxy) {
             return Err(GatewayError::invalid_key());
         }
@@ -52,11 +121,12 @@ impl KeyResolver {
             return Err(GatewayError::invalid_key());
         }
         let store = self.store.clone();
+        let root = self.root.clone();
         let found = self
             .known
             .try_get_with(hash.clone(), async move {
                 match store.key_by_hash(&hash).await {
-                    Ok(Some(rec)) => Ok(Arc::new(rec)),
+                    Ok(Some(rec)) => prepare(&root, rec).map(Arc::new).map_err(Some),
                     Ok(None) => Err(None),
                     Err(e) => Err(Some(e.to_string())),
                 }

@@ -2,9 +2,15 @@
 
 use crate::credentials::CredentialCache;
 use crate::dns::DnsCache;
+use crate::geo::GeoDb;
+use crate::lockdown::LockdownState;
 use crate::providers::ProviderTable;
 use crate::resolve::KeyResolver;
+use crate::velocity::{NoNotifier, Notifier};
 use async_trait::async_trait;
+use ipnet::IpNet;
+use latchkey_policy::locks::nonce::{LocalNonces, NonceStore};
+use latchkey_policy::locks::velocity::{LocalVelocity, VelocityCounter};
 use latchkey_vault::audit::AuditSink;
 use latchkey_vault::notify::{Change, ChangeListener};
 use latchkey_vault::rootkey::RootKey;
@@ -29,6 +35,10 @@ pub struct GatewayOptions {
     pub connect_timeout: Duration,
     /// Upstream idle read timeout (time between bytes; long for slow model responses).
     pub read_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed. Empty: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Accepted clock skew for signed requests, in seconds.
+    pub signature_window_secs: u64,
 }
 
 impl Default for GatewayOptions {
@@ -41,6 +51,8 @@ impl Default for GatewayOptions {
             credential_cache_ttl: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(300),
+            trusted_proxies: Vec::new(),
+            signature_window_secs: latchkey_policy::locks::signature::DEFAULT_WINDOW_SECS,
         }
     }
 }
@@ -61,6 +73,16 @@ pub struct GatewayState {
     pub audit: Arc<dyn AuditSink>,
     /// Tunables.
     pub options: GatewayOptions,
+    /// The geo database, when one is configured.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Lockdown switches.
+    pub lockdown: LockdownState,
+    /// Seen request-signature nonces (replay protection).
+    pub nonces: Arc<dyn NonceStore + Send + Sync>,
+    /// Per-key velocity windows.
+    pub velocity: Arc<dyn VelocityCounter + Send + Sync>,
+    /// Where alerts (auto-suspensions) go.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 impl GatewayState {
@@ -79,7 +101,28 @@ impl GatewayState {
             store,
             audit,
             options,
+            geo: None,
+            lockdown: LockdownState::default(),
+            nonces: Arc::new(LocalNonces::new(1_000_000)),
+            velocity: Arc::new(LocalVelocity::new(100_000)),
+            notifier: Arc::new(NoNotifier),
         })
+    }
+
+    /// Builds the state with a geo database and a notifier (the server's full wiring).
+    pub fn with_extras(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        audit: Arc<dyn AuditSink>,
+        options: GatewayOptions,
+        geo: Option<Arc<GeoDb>>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Arc<Self> {
+        let mut state = Arc::into_inner(Self::new(store, root, audit, options))
+            .expect("a freshly built state has one owner");
+        state.geo = geo;
+        state.notifier = notifier;
+        Arc::new(state)
     }
 }
 
@@ -90,6 +133,11 @@ impl ChangeListener for GatewayState {
             Change::Key { hash } => self.keys.invalidate(&hash).await,
             Change::Credentials { .. } => self.credentials.invalidate_all(),
             Change::Providers { tenant } => self.providers.invalidate(&tenant).await,
+            Change::Lockdown => {
+                if let Err(e) = self.lockdown.reload(self.store.as_ref()).await {
+                    tracing::error!(error = %e, "could not reload lockdown switches");
+                }
+            }
         }
     }
 }

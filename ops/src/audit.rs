@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Chain id used by a single node.
 pub const MAIN_CHAIN: &str = "main";
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
+/// How long the writer waits for more events before writing a batch.
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Msg {
     Event(Box<AuditEvent>),
@@ -59,13 +61,29 @@ async fn run(
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e) => pending.push(head.append(&chain, *e)),
-                Msg::Flush(w) => waiters.push(w),
+        let mut lingered = false;
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(e) => pending.push(head.append(&chain, *e)),
+                    Msg::Flush(w) => waiters.push(w),
+                }
+                if pending.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
-            if pending.len() < BATCH {
-                next = rx.try_recv().ok();
+            // Linger once before writing, unless someone waits for a flush or the batch is
+            // full: under load this turns thousands of one-row transactions (and as many
+            // cross-thread wake-ups from the gateway) into a few large ones. While the task
+            // sleeps it is not polling the channel, so senders do not wake it at all.
+            if lingered || !waiters.is_empty() || pending.len() >= BATCH {
+                break;
+            }
+            lingered = true;
+            tokio::time::sleep(LINGER).await;
+            next = rx.try_recv().ok();
+            if next.is_none() {
+                break;
             }
         }
         // Write the batch; on failure keep the rows (already chained) and retry, so nothing

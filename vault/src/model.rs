@@ -198,6 +198,9 @@ pub struct Credential {
 }
 
 /// Status of a proxy key.
+///
+/// Transitions (enforced by [`crate::store::Store::set_key_status`]): `active` ⇄ `suspended`,
+/// either → `revoked`; `revoked` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
@@ -205,6 +208,8 @@ pub enum KeyStatus {
     Active,
     /// Permanently revoked.
     Revoked,
+    /// Temporarily blocked (a velocity spike or an admin); an admin can reinstate it.
+    Suspended,
 }
 
 /// A proxy key as stored: only its HMAC hash, never the key.
@@ -235,12 +240,89 @@ pub struct KeyRecord {
     pub created_at: DateTime<Utc>,
     /// Revocation time.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The key's locks: opaque JSON of `latchkey_policy::locks::KeyLocks`, written by the control
+    /// plane and read by the gateway; `null` means no locks. The vault does not interpret it.
+    /// Its IP auto-bind address is not kept here but in [`KeyRecord::bound_ip`].
+    #[serde(default)]
+    pub locks: serde_json::Value,
+    /// The address an auto-bind key is bound to (set by [`crate::store::Store::bind_key_ip`],
+    /// cleared by an unbind); `None` while unbound.
+    #[serde(default)]
+    pub bound_ip: Option<String>,
+    /// The per-key request-signing secret, sealed with [`crate::envelope`] under
+    /// `Binding { tenant, credential: <key id>, version: 0 }`. Never serialized: the store keeps
+    /// it in columns of its own, so it appears in no API output and no cache entry built from JSON.
+    #[serde(skip)]
+    pub signing: Option<crate::envelope::Sealed>,
+    /// Why the key is suspended (while `status` is `suspended`).
+    #[serde(default)]
+    pub suspended_reason: Option<String>,
+    /// Last change by the store's status / binding calls or by an admin update.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl KeyRecord {
     /// Whether this key may reach `provider`.
     pub fn allows_provider(&self, provider: &str) -> bool {
         self.providers.iter().any(|p| p == "*" || p == provider)
+    }
+}
+
+/// An operator lockdown switch: while it exists, secret use stops for everything it covers.
+///
+/// Scopes: `tenant == "*"` and no provider is global; a tenant and no provider is that whole
+/// tenant; a provider narrows the switch to that provider (for one tenant, or every tenant with
+/// `"*"`). At most one entry exists per `(tenant, provider)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockdownEntry {
+    /// Tenant id, or `"*"` for every tenant.
+    pub tenant: String,
+    /// Provider namespace, or `None` for every provider.
+    pub provider: Option<String>,
+    /// Why (free text from the operator).
+    pub reason: Option<String>,
+    /// When the switch was turned on.
+    pub created_at: DateTime<Utc>,
+    /// Who turned it on (`admin:adm_…`, `system`).
+    pub created_by: String,
+}
+
+/// Tenant value of a [`LockdownEntry`] that covers every tenant.
+pub const ALL_TENANTS: &str = "*";
+
+/// A security incident, e.g. a key auto-suspended after a velocity spike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `inc_…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// The key involved, if any.
+    pub key_id: Option<String>,
+    /// What happened: `velocity`, …
+    pub kind: String,
+    /// Details as JSON text (never secret values).
+    pub detail: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// When an admin resolved it.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Incident {
+    /// A new, unresolved incident with a fresh `inc_…` id, stamped now. `detail` should be a
+    /// JSON object as text and must not contain secret values.
+    pub fn new(tenant: &str, key_id: Option<&str>, kind: &str, detail: String) -> Self {
+        Incident {
+            id: crate::keyfmt::new_id("inc"),
+            tenant: tenant.into(),
+            key_id: key_id.map(str::to_string),
+            kind: kind.into(),
+            detail,
+            created_at: Utc::now(),
+            resolved_at: None,
+        }
     }
 }
 

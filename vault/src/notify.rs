@@ -26,6 +26,9 @@ pub enum Change {
         /// Tenant.
         tenant: String,
     },
+    /// A lockdown switch was turned on or off; reload them all with
+    /// [`crate::store::Store::list_lockdowns`].
+    Lockdown,
 }
 
 /// Receives [`Change`]s.

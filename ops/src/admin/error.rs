@@ -37,6 +37,10 @@ impl ApiError {
     pub fn conflict(m: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", m)
     }
+    /// 500 `internal_error`: stored data the server cannot use (logged in detail).
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -6,7 +6,9 @@
 
 mod credentials;
 mod error;
+mod incidents;
 mod keys;
+mod lockdown;
 mod providers;
 mod system;
 
@@ -55,6 +57,26 @@ impl Control {
             target,
             decision,
         ));
+    }
+
+    /// Records an admin action with non-secret detail (a JSON object).
+    pub fn audit_detail(
+        &self,
+        admin: &Admin,
+        action: &str,
+        target: &str,
+        decision: &str,
+        detail: serde_json::Value,
+    ) {
+        let mut e = AuditEvent::now(
+            &admin.0.tenant,
+            &format!("admin:{}", admin.0.id),
+            action,
+            target,
+            decision,
+        );
+        e.detail = Some(detail.to_string());
+        self.audit.record(e);
     }
 }
 
@@ -114,6 +136,15 @@ pub fn router(ctl: Arc<Control>) -> Router {
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route("/api/v1/keys/{id}", get(keys::get_one).patch(keys::patch))
         .route("/api/v1/keys/{id}/revoke", post(keys::revoke))
+        .route("/api/v1/keys/{id}/lock", post(keys::lock))
+        .route("/api/v1/keys/{id}/unbind", post(keys::unbind))
+        .route("/api/v1/keys/{id}/bind-device", post(keys::bind_device))
+        .route("/api/v1/keys/{id}/suspend", post(keys::suspend))
+        .route("/api/v1/keys/{id}/reinstate", post(keys::reinstate))
+        .route("/api/v1/lockdown", get(lockdown::list).post(lockdown::on))
+        .route("/api/v1/lockdown/lift", post(lockdown::lift))
+        .route("/api/v1/incidents", get(incidents::list))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/audit", get(system::audit_list))
         .route("/api/v1/audit/verify", get(system::audit_verify))
         .fallback(|| async { ApiError::not_found("no such admin endpoint") })

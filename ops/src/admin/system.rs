@@ -4,6 +4,7 @@ use super::{Admin, ApiError, Ctl};
 use crate::audit::verify_all;
 use axum::extract::Query;
 use axum::Json;
+use latchkey_vault::model::{KeyStatus, ALL_TENANTS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -13,9 +14,14 @@ pub async fn status(ctl: Ctl, admin: Admin) -> Result<Json<Value>, ApiError> {
     let store_ok = ctl.store.ping().await.is_ok();
     let credentials = ctl.store.list_credentials(tenant).await?.len();
     let keys = ctl.store.list_keys(tenant).await?;
-    let active = keys
-        .iter()
-        .filter(|k| k.status == latchkey_vault::model::KeyStatus::Active)
+    let count = |st: KeyStatus| keys.iter().filter(|k| k.status == st).count();
+    let (active, suspended) = (count(KeyStatus::Active), count(KeyStatus::Suspended));
+    let lockdowns = ctl
+        .store
+        .list_lockdowns()
+        .await?
+        .into_iter()
+        .filter(|e| &e.tenant == tenant || e.tenant == ALL_TENANTS)
         .count();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -24,7 +30,8 @@ pub async fn status(ctl: Ctl, admin: Admin) -> Result<Json<Value>, ApiError> {
         "store": { "kind": ctl.store_kind, "ok": store_ok },
         "tenant": tenant,
         "credentials": credentials,
-        "keys": { "total": keys.len(), "active": active },
+        "keys": { "total": keys.len(), "active": active, "suspended": suspended },
+        "lockdown": { "active": lockdowns > 0, "switches": lockdowns },
     })))
 }
 

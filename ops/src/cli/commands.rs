@@ -2,7 +2,7 @@
 
 use super::client::Admin;
 use super::state::{CliState, SavedKey};
-use super::{AuditCommand, Cli, Command, KeysCommand};
+use super::{AuditCommand, Cli, Command, IncidentsCommand, KeysCommand, LockArgs, LockdownCommand};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Read};
@@ -49,6 +49,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let v = Admin::from_env_or_login(&state)?.get(&format!("audit?limit={limit}"))?;
             emit(json_out, v.clone(), || audit_text(&v))
         }
+        Command::Lockdown(l) => lockdown(&state, json_out, l),
+        Command::Incidents(i) => incidents(&state, json_out, i),
     }
 }
 
@@ -258,6 +260,109 @@ fn expiry_from_duration(d: &str) -> anyhow::Result<String> {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// `--expires`: a duration (`30d`, `12h`) from now, or an RFC 3339 time passed through.
+fn expiry_flexible(e: &str) -> anyhow::Result<String> {
+    let e = e.trim();
+    let looks_like_duration = e.len() >= 2
+        && e[..e.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && e.ends_with(['s', 'm', 'h', 'd']);
+    if looks_like_duration {
+        return expiry_from_duration(e);
+    }
+    chrono::DateTime::parse_from_rfc3339(e).with_context(|| {
+        format!("bad --expires {e:?}: use a duration (30d, 12h) or an RFC 3339 time")
+    })?;
+    Ok(e.to_string())
+}
+
+/// Adds the lock options to a create/update body.
+fn lock_body(body: &mut Value, l: LockArgs) {
+    if let Some(ip) = l.ip {
+        body["ip"] = json!(ip);
+    }
+    if let Some(c) = l.countries {
+        body["countries"] = json!(c);
+    }
+    if let Some(c) = l.cities {
+        body["cities"] = json!(c);
+    }
+    if l.velocity_requests.is_some()
+        || l.velocity_tokens.is_some()
+        || l.velocity_ips.is_some()
+        || l.velocity_window.is_some()
+    {
+        let mut v = json!({
+            "max_requests": l.velocity_requests,
+            "max_tokens": l.velocity_tokens,
+            "max_distinct_ips": l.velocity_ips,
+        });
+        if let Some(w) = l.velocity_window {
+            v["window_secs"] = json!(w);
+        }
+        body["velocity"] = v;
+    }
+}
+
+/// One line describing a key's locks: `ip=auto(203.0.113.7) country=DE device signed velocity`.
+fn locks_text(k: &Value) -> String {
+    let l = &k["locks"];
+    let mut parts = Vec::new();
+    match l["ip"]["mode"].as_str() {
+        Some("auto_bind") => parts.push(format!(
+            "ip=auto({})",
+            k["bound_ip"].as_str().unwrap_or("unbound")
+        )),
+        Some("cidrs") => parts.push(format!("ip={}", s(&l["ip"]["value"]))),
+        _ => {}
+    }
+    if l["geo"]["countries"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        parts.push(format!("country={}", s(&l["geo"]["countries"])));
+    }
+    if l["geo"]["cities"].as_array().is_some_and(|a| !a.is_empty()) {
+        parts.push(format!("city={}", s(&l["geo"]["cities"])));
+    }
+    if l["device_hash"].is_string() {
+        parts.push("device".into());
+    }
+    if k["signed"] == json!(true) {
+        parts.push("signed".into());
+    }
+    if let Some(v) = l["velocity"].as_object() {
+        let mut limits = Vec::new();
+        for (name, field) in [
+            ("req", "max_requests"),
+            ("tok", "max_tokens"),
+            ("ips", "max_distinct_ips"),
+        ] {
+            if let Some(n) = v.get(field).and_then(Value::as_u64) {
+                limits.push(format!("{n}{name}"));
+            }
+        }
+        parts.push(format!(
+            "velocity={}/{}s",
+            limits.join(","),
+            s(&v.get("window_secs").cloned().unwrap_or(Value::Null))
+        ));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn status_text_of(k: &Value) -> String {
+    match k["suspended_reason"].as_str() {
+        Some(r) if k["status"] == json!("suspended") => format!("suspended ({r})"),
+        _ => s(&k["status"]),
+    }
+}
+
+const SECRET_SHOWN_ONCE: &str = "Signing secret (shown once: store it now; it cannot be read back)";
+
 fn keys_text(v: &Value) -> String {
     let rows = v["keys"]
         .as_array()
@@ -272,6 +377,7 @@ fn keys_text(v: &Value) -> String {
                         s(&k["workload"]),
                         s(&k["status"]),
                         s(&k["expires_at"]),
+                        locks_text(k),
                     ]
                 })
                 .collect()
@@ -286,6 +392,7 @@ fn keys_text(v: &Value) -> String {
             "WORKLOAD",
             "STATUS",
             "EXPIRES",
+            "LOCKS",
         ],
         rows,
     )
@@ -293,14 +400,15 @@ fn keys_text(v: &Value) -> String {
 
 fn key_text(k: &Value) -> String {
     format!(
-        "{} {} ({}) providers={} workload={} status={} expires={}",
+        "{} {} ({}) providers={} workload={} status={} expires={} locks: {}",
         s(&k["id"]),
         s(&k["name"]),
         s(&k["prefix"]),
         s(&k["providers"]),
         s(&k["workload"]),
-        s(&k["status"]),
-        s(&k["expires_at"])
+        status_text_of(k),
+        s(&k["expires_at"]),
+        locks_text(k)
     )
 }
 
@@ -318,18 +426,27 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             models,
             expires_in,
             expires_at,
+            expires,
+            signed,
+            locks,
         } => {
             let mut body = json!({ "name": name, "providers": providers, "models": models });
             if let Some(w) = workload {
                 body["workload"] = json!(w);
             }
-            let expires = match (expires_in, expires_at) {
-                (Some(d), _) => Some(expiry_from_duration(&d)?),
-                (None, at) => at,
+            let expires = match (expires_in, expires_at, expires) {
+                (Some(d), _, _) => Some(expiry_from_duration(&d)?),
+                (None, Some(at), _) => Some(at),
+                (None, None, Some(e)) => Some(expiry_flexible(&e)?),
+                (None, None, None) => None,
             };
             if let Some(e) = expires {
                 body["expires_at"] = json!(e);
             }
+            if signed {
+                body["signed"] = json!(true);
+            }
+            lock_body(&mut body, locks);
             let v = admin.post("keys", &body)?;
             state.keys.push(SavedKey {
                 id: s(&v["id"]),
@@ -337,15 +454,23 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
                 providers: serde_json::from_value(v["providers"].clone()).unwrap_or_default(),
                 key: s(&v["key"]),
                 created_at: s(&v["created_at"]),
+                device_fingerprint: None,
             });
             state.save()?;
             emit(json_out, v.clone(), || {
-                format!(
+                let mut out = format!(
                     "{}\n\nCreated key {} ({}). This is the only time the key is shown; `latchkey env` prints it for your app.",
                     s(&v["key"]),
                     s(&v["id"]),
                     s(&v["name"])
-                )
+                );
+                if locks_text(&v) != "-" {
+                    out.push_str(&format!("\nLocks: {}", locks_text(&v)));
+                }
+                if let Some(secret) = v["signing_secret"].as_str() {
+                    out.push_str(&format!("\n{SECRET_SHOWN_ONCE}:\n{secret}"));
+                }
+                out
             })
         }
         KeysCommand::Update {
@@ -357,7 +482,14 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             models,
             expires_in,
             expires_at,
+            expires,
             no_expiry,
+            signed,
+            no_signed,
+            no_geo,
+            clear_device,
+            no_velocity,
+            locks,
         } => {
             let mut body = json!({});
             if let Some(n) = name {
@@ -381,14 +513,46 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             if let Some(at) = expires_at {
                 body["expires_at"] = json!(at);
             }
+            if let Some(e) = expires {
+                body["expires_at"] = json!(expiry_flexible(&e)?);
+            }
             if no_expiry {
                 body["expires_at"] = Value::Null;
             }
+            if signed {
+                body["signed"] = json!(true);
+            }
+            if no_signed {
+                body["signed"] = json!(false);
+            }
+            if no_geo {
+                body["countries"] = json!([]);
+                body["cities"] = json!([]);
+            }
+            if clear_device {
+                body["clear_device"] = json!(true);
+            }
+            if no_velocity {
+                body["velocity"] = Value::Null;
+            }
+            lock_body(&mut body, locks);
             if body.as_object().is_some_and(|o| o.is_empty()) {
-                bail!("nothing to update: give --name, --provider, --workload, --models or an expiry option");
+                bail!("nothing to update: give --name, --provider, --workload, --models, an expiry or a lock option");
             }
             let v = admin.patch(&format!("keys/{id}"), &body)?;
-            emit(json_out, v.clone(), || format!("Updated {}", key_text(&v)))
+            if clear_device {
+                if let Some(k) = state.keys.iter_mut().find(|k| k.id == id) {
+                    k.device_fingerprint = None;
+                    state.save()?;
+                }
+            }
+            emit(json_out, v.clone(), || {
+                let mut out = format!("Updated {}", key_text(&v));
+                if let Some(secret) = v["signing_secret"].as_str() {
+                    out.push_str(&format!("\n{SECRET_SHOWN_ONCE}:\n{secret}"));
+                }
+                out
+            })
         }
         KeysCommand::Revoke { id } => {
             let v = admin.post(&format!("keys/{id}/revoke"), &json!({}))?;
@@ -400,6 +564,200 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
                     s(&v["id"])
                 )
             })
+        }
+        KeysCommand::Lock { id, ip } => {
+            let v = admin.post(&format!("keys/{id}/lock"), &json!({ "ip": ip }))?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "Key {} is bound to {}; requests from other addresses are refused (ip_locked). `latchkey keys unbind {}` lets the next request re-bind it.",
+                    s(&v["id"]),
+                    s(&v["bound_ip"]),
+                    s(&v["id"])
+                )
+            })
+        }
+        KeysCommand::Unbind { id } => {
+            let v = admin.post(&format!("keys/{id}/unbind"), &json!({}))?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "Key {} is unbound; an auto-bind key binds to the address of its next request.",
+                    s(&v["id"])
+                )
+            })
+        }
+        KeysCommand::BindDevice { id, fingerprint } => {
+            let fp = match fingerprint {
+                Some(f) => f.trim().to_string(),
+                None => super::device::this_machine()?,
+            };
+            let v = admin.post(
+                &format!("keys/{id}/bind-device"),
+                &json!({ "fingerprint": fp }),
+            )?;
+            let saved = match state.keys.iter_mut().find(|k| k.id == id) {
+                Some(k) => {
+                    k.device_fingerprint = Some(fp.clone());
+                    true
+                }
+                None => false,
+            };
+            if saved {
+                state.save()?;
+            }
+            let mut out = v.clone();
+            out["fingerprint"] = json!(fp);
+            out["saved"] = json!(saved);
+            emit(json_out, out, || {
+                let mut t = format!(
+                    "Key {} is bound to this device. Clients must send the header\n  x-device-fingerprint: {fp}\n",
+                    s(&v["id"])
+                );
+                if saved {
+                    t.push_str("`latchkey env` prints it as LATCHKEY_DEVICE_FINGERPRINT.");
+                } else {
+                    t.push_str("This key was not created by this CLI, so the fingerprint is not saved: keep it now.");
+                }
+                t
+            })
+        }
+        KeysCommand::Suspend { id, reason } => {
+            let mut body = json!({});
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            let v = admin.post(&format!("keys/{id}/suspend"), &body)?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "Suspended {}: requests with it are refused (key_suspended) until `latchkey keys reinstate {}`.",
+                    s(&v["id"]),
+                    s(&v["id"])
+                )
+            })
+        }
+        KeysCommand::Reinstate { id } => {
+            let v = admin.post(&format!("keys/{id}/reinstate"), &json!({}))?;
+            emit(json_out, v.clone(), || {
+                format!("Reinstated {}: it is active again.", s(&v["id"]))
+            })
+        }
+    }
+}
+
+fn lockdown_body(provider: Option<String>, global: bool) -> Value {
+    let scope = match (global, &provider) {
+        (true, _) => "global",
+        (false, Some(_)) => "provider",
+        (false, None) => "tenant",
+    };
+    let mut body = json!({ "scope": scope });
+    if let Some(p) = provider {
+        body["provider"] = json!(p);
+    }
+    body
+}
+
+fn lockdown_text(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["lockdowns"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    vec![
+                        s(&e["scope"]),
+                        s(&e["tenant"]),
+                        e["provider"].as_str().unwrap_or("(all)").to_string(),
+                        s(&e["reason"]),
+                        s(&e["created_at"]),
+                        s(&e["created_by"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if rows.is_empty() {
+        return "No lockdown in force.".into();
+    }
+    format!(
+        "LOCKDOWN IN FORCE: covered requests are refused with `lockdown` (503).\n{}",
+        table(
+            &["SCOPE", "TENANT", "PROVIDER", "REASON", "SINCE", "BY"],
+            rows
+        )
+    )
+}
+
+fn lockdown(state: &CliState, json_out: bool, cmd: LockdownCommand) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    match cmd {
+        LockdownCommand::On {
+            provider,
+            global,
+            reason,
+        } => {
+            let mut body = lockdown_body(provider, global);
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            let v = admin.post("lockdown", &body)?;
+            emit(json_out, v.clone(), || lockdown_text(&v))
+        }
+        LockdownCommand::Off { provider, global } => {
+            let v = admin.post("lockdown/lift", &lockdown_body(provider, global))?;
+            emit(json_out, v.clone(), || {
+                let head = if v["lifted"] == json!(true) {
+                    "Lockdown lifted."
+                } else {
+                    "That lockdown was not on."
+                };
+                format!("{head}\n{}", lockdown_text(&v))
+            })
+        }
+        LockdownCommand::Status => {
+            let v = admin.get("lockdown")?;
+            emit(json_out, v.clone(), || lockdown_text(&v))
+        }
+    }
+}
+
+fn incidents(state: &CliState, json_out: bool, cmd: IncidentsCommand) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    match cmd {
+        IncidentsCommand::List { limit } => {
+            let v = admin.get(&format!("incidents?limit={limit}"))?;
+            emit(json_out, v.clone(), || {
+                let rows: Vec<Vec<String>> = v["incidents"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|i| {
+                                vec![
+                                    s(&i["id"]),
+                                    s(&i["created_at"]),
+                                    s(&i["kind"]),
+                                    s(&i["key_id"]),
+                                    if i["resolved"] == json!(true) {
+                                        "resolved".into()
+                                    } else {
+                                        "open".into()
+                                    },
+                                    match &i["detail"] {
+                                        Value::String(t) => t.clone(),
+                                        other => other.to_string(),
+                                    },
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    return "No incidents.".into();
+                }
+                table(&["ID", "TIME", "KIND", "KEY", "STATE", "DETAIL"], rows)
+            })
+        }
+        IncidentsCommand::Resolve { id } => {
+            let v = admin.post(&format!("incidents/{id}/resolve"), &json!({}))?;
+            emit(json_out, v.clone(), || format!("Resolved {}.", s(&v["id"])))
         }
     }
 }
@@ -453,6 +811,9 @@ fn env(
     }
     let mut lines = Vec::new();
     let mut vars = serde_json::Map::new();
+    let device = chosen
+        .iter()
+        .find_map(|(_, k)| k.device_fingerprint.clone());
     for (p, k) in chosen {
         let info = providers["providers"]
             .as_array()
@@ -480,8 +841,24 @@ fn env(
         vars.insert(key_var, json!(k.key));
         vars.insert(url_var, json!(base));
     }
+    if let Some(fp) = device {
+        lines.extend(
+            [
+                "# Device-bound key: send this value in the x-device-fingerprint header.",
+                "#   shell:  curl -H \"x-device-fingerprint: $LATCHKEY_DEVICE_FINGERPRINT\" ...",
+                "#   Python: OpenAI(default_headers={\"x-device-fingerprint\": os.environ[\"LATCHKEY_DEVICE_FINGERPRINT\"]})",
+                "#   Node:   new OpenAI({ defaultHeaders: { \"x-device-fingerprint\": process.env.LATCHKEY_DEVICE_FINGERPRINT } })",
+            ]
+            .map(String::from),
+        );
+        lines.push(format!("{DEVICE_ENV}={fp}"));
+        vars.insert(DEVICE_ENV.into(), json!(fp));
+    }
     emit(json_out, Value::Object(vars), || lines.join("\n"))
 }
+
+/// The variable `latchkey env` prints a device fingerprint in.
+const DEVICE_ENV: &str = "LATCHKEY_DEVICE_FINGERPRINT";
 
 fn audit_text(v: &Value) -> String {
     let rows = v["events"]

@@ -4,6 +4,7 @@
 
 mod client;
 mod commands;
+mod device;
 mod state;
 
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +23,8 @@ pub struct Cli {
 }
 
 /// Top-level commands.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway, the admin API and the metrics endpoint.
@@ -70,6 +73,38 @@ pub enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Emergency kill switch: block all secret use (global, this tenant, or one provider).
+    #[command(subcommand)]
+    Lockdown(LockdownCommand),
+    /// Security incidents (e.g. keys auto-suspended after a velocity spike).
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
+}
+
+/// Lock options shared by `keys create` and `keys update`.
+#[derive(Args, Debug, Default)]
+pub struct LockArgs {
+    /// IP lock: `auto` (bind to the first client address), `none`, or CIDR[,CIDR…].
+    #[arg(long, value_name = "auto|none|CIDR[,CIDR…]")]
+    pub ip: Option<String>,
+    /// Allowed countries, ISO two-letter codes (repeat or comma-separate).
+    #[arg(long = "country", value_name = "CC", value_delimiter = ',')]
+    pub countries: Option<Vec<String>>,
+    /// Allowed cities (repeat or comma-separate).
+    #[arg(long = "city", value_name = "NAME", value_delimiter = ',')]
+    pub cities: Option<Vec<String>>,
+    /// Velocity: suspend the key after more than N requests per window.
+    #[arg(long, value_name = "N")]
+    pub velocity_requests: Option<u64>,
+    /// Velocity: suspend the key after more than N tokens per window.
+    #[arg(long, value_name = "N")]
+    pub velocity_tokens: Option<u64>,
+    /// Velocity: suspend the key after more than N distinct client IPs per window.
+    #[arg(long, value_name = "N")]
+    pub velocity_ips: Option<u64>,
+    /// Velocity window in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub velocity_window: Option<u64>,
 }
 
 /// `latchkey keys …`.
@@ -92,13 +127,22 @@ pub enum KeysCommand {
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
         /// Expire after a duration: 30m, 12h, 7d.
-        #[arg(long, conflicts_with = "expires_at")]
+        #[arg(long, conflicts_with_all = ["expires_at", "expires"])]
         expires_in: Option<String>,
         /// Expire at an RFC 3339 time.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "expires")]
         expires_at: Option<String>,
+        /// Expire after a duration (30d) or at an RFC 3339 time.
+        #[arg(long, value_name = "30d|RFC3339")]
+        expires: Option<String>,
+        /// Require signed requests; the signing secret is printed once.
+        #[arg(long)]
+        signed: bool,
+        /// Locks.
+        #[command(flatten)]
+        locks: LockArgs,
     },
-    /// Change a key's name, scope or expiry.
+    /// Change a key's name, scope, expiry or locks.
     Update {
         /// Key id.
         id: String,
@@ -121,15 +165,116 @@ pub enum KeysCommand {
         #[arg(long, conflicts_with_all = ["expires_at", "no_expiry"])]
         expires_in: Option<String>,
         /// Expire at an RFC 3339 time.
-        #[arg(long, conflicts_with = "no_expiry")]
+        #[arg(long, conflicts_with_all = ["no_expiry", "expires"])]
         expires_at: Option<String>,
+        /// Expire after a duration from now (30d) or at an RFC 3339 time.
+        #[arg(long, value_name = "30d|RFC3339", conflicts_with_all = ["no_expiry", "expires_in"])]
+        expires: Option<String>,
         /// Remove the expiry.
         #[arg(long)]
         no_expiry: bool,
+        /// Require signed requests with a NEW signing secret (printed once; replaces any old one).
+        #[arg(long, conflicts_with = "no_signed")]
+        signed: bool,
+        /// Stop requiring signed requests and delete the signing secret.
+        #[arg(long)]
+        no_signed: bool,
+        /// Remove the country and city lock.
+        #[arg(long, conflicts_with_all = ["countries", "cities"])]
+        no_geo: bool,
+        /// Remove the device lock.
+        #[arg(long)]
+        clear_device: bool,
+        /// Turn velocity detection off.
+        #[arg(long, conflicts_with_all = ["velocity_requests", "velocity_tokens", "velocity_ips", "velocity_window"])]
+        no_velocity: bool,
+        /// Locks (velocity options replace the key's whole velocity setting).
+        #[command(flatten)]
+        locks: LockArgs,
     },
     /// Revoke a key; the next request with it is refused.
     Revoke {
         /// Key id.
+        id: String,
+    },
+    /// Bind a key to one client IP address (unbind lets the next request re-bind).
+    Lock {
+        /// Key id.
+        id: String,
+        /// The address.
+        #[arg(long)]
+        ip: String,
+    },
+    /// Forget a key's bound IP; the next request binds it again.
+    Unbind {
+        /// Key id.
+        id: String,
+    },
+    /// Lock a key to this machine: computes a device fingerprint, sends it, and keeps it in the
+    /// CLI state so `latchkey env` can print it. Only its hash is stored on the server.
+    BindDevice {
+        /// Key id.
+        id: String,
+        /// Use this fingerprint instead of computing one for this machine.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Suspend a key (refused with key_suspended until reinstated).
+    Suspend {
+        /// Key id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reinstate a suspended key.
+    Reinstate {
+        /// Key id.
+        id: String,
+    },
+}
+
+/// `latchkey lockdown …`.
+#[derive(Subcommand, Debug)]
+pub enum LockdownCommand {
+    /// Turn a lockdown on: this tenant by default, one provider with --provider, every tenant
+    /// with --global.
+    On {
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Every tenant.
+        #[arg(long)]
+        global: bool,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift the lockdown named by the same options.
+    Off {
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The every-tenant switch.
+        #[arg(long)]
+        global: bool,
+    },
+    /// Show the lockdowns in force.
+    Status,
+}
+
+/// `latchkey incidents …`.
+#[derive(Subcommand, Debug)]
+pub enum IncidentsCommand {
+    /// Newest incidents first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Mark an incident resolved.
+    Resolve {
+        /// Incident id.
         id: String,
     },
 }
@@ -171,4 +316,74 @@ pub struct ServeArgs {
 /// Runs a client command (everything but `serve`).
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     commands::run(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lock_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "latchkey",
+            "keys",
+            "create",
+            "--name",
+            "a",
+            "--provider",
+            "openai",
+            "--ip",
+            "10.0.0.0/8,192.0.2.1",
+            "--country",
+            "DE,FR",
+            "--city",
+            "Berlin",
+            "--city",
+            "Paris",
+            "--signed",
+            "--expires",
+            "30d",
+            "--velocity-requests",
+            "100",
+        ])
+        .unwrap();
+        let Command::Keys(KeysCommand::Create {
+            locks,
+            signed,
+            expires,
+            ..
+        }) = cli.command
+        else {
+            panic!("parsed as something else")
+        };
+        assert!(signed);
+        assert_eq!(expires.as_deref(), Some("30d"));
+        assert_eq!(locks.countries.unwrap(), ["DE", "FR"]);
+        assert_eq!(locks.cities.unwrap(), ["Berlin", "Paris"]);
+        assert_eq!(locks.velocity_requests, Some(100));
+        assert!(Cli::try_parse_from([
+            "latchkey",
+            "keys",
+            "update",
+            "k",
+            "--signed",
+            "--no-signed"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from([
+            "latchkey",
+            "lockdown",
+            "on",
+            "--global",
+            "--provider",
+            "openai"
+        ])
+        .is_ok());
+    }
 }

@@ -1,5 +1,6 @@
 //! The CLI's local state: the admin URL and token from `latchkey login`, and the proxy keys this
-//! CLI created (so `latchkey env` can print them). Stored as JSON with mode 0600 in
+//! CLI created (so `latchkey env` can print them, with the device fingerprint of keys bound by
+//! `keys bind-device`). Stored as JSON with mode 0600 in
 //! `$LATCHKEY_CLI_CONFIG`, else `$XDG_CONFIG_HOME/latchkey/cli.json`, else
 //! `~/.config/latchkey/cli.json`.
 
@@ -16,6 +17,10 @@ pub struct SavedKey {
     pub providers: Vec<String>,
     pub key: String,
     pub created_at: String,
+    /// The raw device fingerprint this key was bound to by `keys bind-device` (the server keeps
+    /// only its hash); `latchkey env` prints it for the client's `x-device-fingerprint` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_fingerprint: Option<String>,
 }
 
 /// What the CLI remembers.

@@ -8,7 +8,9 @@ pub use sqlite::SqliteStore;
 
 use crate::audit::{AuditRecord, ChainHead};
 use crate::envelope::Sealed;
-use crate::model::{AdminToken, Credential, KeyRecord, Provider};
+use crate::model::{
+    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, Provider,
+};
 use async_trait::async_trait;
 
 /// A store failure. Messages never contain secret values.
@@ -64,16 +66,67 @@ pub trait Store: Send + Sync + 'static {
         workload: Option<&str>,
     ) -> StoreResult<Option<(Credential, Sealed)>>;
 
-    /// Stores a new proxy key record.
+    /// Stores a new proxy key record, every field included (`bound_ip`, sealed `signing`).
     async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
-    /// Looks a key up by its hash (any tenant).
+    /// Looks a key up by its hash (any tenant). The record carries its sealed `signing` secret.
     async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<KeyRecord>>;
     /// One key by id.
     async fn get_key(&self, tenant: &str, id: &str) -> StoreResult<Option<KeyRecord>>;
     /// All keys of a tenant.
     async fn list_keys(&self, tenant: &str) -> StoreResult<Vec<KeyRecord>>;
-    /// Replaces a key record (matched by id).
+    /// Replaces a key's configuration (matched by tenant and id): name, scope, models, expiry,
+    /// `locks`, `updated_at` and `signing` (pass the record as loaded to keep the secret, `None`
+    /// removes it). The hash, `status`, `revoked_at`, `suspended_reason` and `bound_ip` are kept
+    /// as stored: they change only through [`Store::set_key_status`], [`Store::bind_key_ip`] and
+    /// [`Store::set_key_bound_ip`], so an admin edit racing the gateway never undoes a
+    /// suspension or an auto-bind.
     async fn update_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    /// IP auto-bind: atomically sets the key's `bound_ip` to `ip` only if it is unset
+    /// (compare-and-set). Returns the bound address after the call (the winner's, which differs
+    /// from `ip` when another request bound the key first), or `None` when the key does not
+    /// exist.
+    async fn bind_key_ip(&self, tenant: &str, id: &str, ip: &str) -> StoreResult<Option<String>>;
+    /// Sets (`Some`, overwriting any binding: an explicit `keys lock`) or clears (`None`: unbind,
+    /// so the next request re-binds) the key's `bound_ip`. Returns the updated record, or `None`
+    /// when the key does not exist.
+    async fn set_key_bound_ip(
+        &self,
+        tenant: &str,
+        id: &str,
+        ip: Option<&str>,
+    ) -> StoreResult<Option<KeyRecord>>;
+    /// Changes a key's status atomically and returns the updated record (`None`: no such key).
+    ///
+    /// - `Suspended` records `reason` in `suspended_reason`; `Active` (reinstate) clears it.
+    /// - `Revoked` sets `revoked_at` (once) and is final.
+    /// - Changing a revoked key to anything but `Revoked` fails with [`StoreError::Conflict`]
+    ///   and changes nothing: a revoked key is never un-revoked.
+    /// - Setting the status a key already has is allowed (a repeated suspend updates the reason).
+    async fn set_key_status(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: KeyStatus,
+        reason: Option<&str>,
+    ) -> StoreResult<Option<KeyRecord>>;
+
+    /// Every lockdown switch in force, all tenants (the gateway loads these at start and on
+    /// [`crate::notify::Change::Lockdown`]).
+    async fn list_lockdowns(&self) -> StoreResult<Vec<LockdownEntry>>;
+    /// Turns a lockdown switch on. Idempotent: one entry per `(tenant, provider)`; setting it
+    /// again updates `reason` and `created_by` and keeps the original `created_at`.
+    async fn set_lockdown(&self, entry: &LockdownEntry) -> StoreResult<()>;
+    /// Turns a lockdown switch off; true when it was on. Only the exact `(tenant, provider)`
+    /// entry is removed (lifting a provider lockdown leaves a tenant-wide one in force).
+    async fn clear_lockdown(&self, tenant: &str, provider: Option<&str>) -> StoreResult<bool>;
+
+    /// Records an incident.
+    async fn insert_incident(&self, incident: &Incident) -> StoreResult<()>;
+    /// A tenant's incidents, newest first, at most `limit`.
+    async fn list_incidents(&self, tenant: &str, limit: i64) -> StoreResult<Vec<Incident>>;
+    /// Marks an incident resolved (keeping the first resolution time when already resolved);
+    /// false when the tenant has no such incident.
+    async fn resolve_incident(&self, tenant: &str, id: &str) -> StoreResult<bool>;
 
     /// Stores an admin token record.
     async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()>;
