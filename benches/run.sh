@@ -5,6 +5,9 @@
 #   direct    wrk -> fast_upstream
 #   pingora   wrk -> bare Pingora passthrough -> fast_upstream
 #   latchkey  wrk -> Latchkey (real lk_ proxy key, credential injection) -> fast_upstream
+#   locked    the same Latchkey, with a key that has every lock armed: CIDR, geo (a generated
+#             MaxMind database), device fingerprint, signed requests (pre-signed, one fresh
+#             nonce per request), model allow-list, velocity thresholds
 # at the full connection count and at half of it, and reports req/s, p50/p99,
 # CPU per request of the proxy process (utime+stime delta from /proc/PID/stat
 # divided by requests) and the latchkey/pingora and pingora/direct ratios.
@@ -19,7 +22,7 @@
 #   BENCH_THREADS        wrk threads                                (1)
 #   BENCH_PROXY_THREADS  worker threads of Latchkey and bare Pingora (LATCHKEY_THREADS or 1)
 #   BENCH_UPSTREAM_THREADS  fast_upstream tokio workers             (1)
-#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey (all)
+#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey,locked (all)
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 #   BENCH_UPSTREAM_AUTH  Authorization value the upstream insists on, i.e. the
 #                        injected credential ("Bearer sk-bench-secret"; empty = no check)
@@ -42,7 +45,7 @@ HALF_CONNS="${BENCH_HALF_CONNS:-$((CONNS / 2))}"
 WRK_THREADS="${BENCH_THREADS:-1}"
 PROXY_THREADS="${BENCH_PROXY_THREADS:-${LATCHKEY_THREADS:-1}}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
-ONLY="${BENCH_ONLY:-direct,pingora,latchkey}"
+ONLY="${BENCH_ONLY:-direct,pingora,latchkey,locked}"
 UPSTREAM_AUTH="${BENCH_UPSTREAM_AUTH-Bearer sk-bench-secret}"
 CREDENTIAL="${BENCH_CREDENTIAL:-sk-bench-secret}"
 RESULTS="${BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
@@ -87,12 +90,12 @@ IFS=',' read -r -a _only <<<"$ONLY"
 for p in "${_only[@]}"; do
     p="${p// /}"
     case "$p" in
-        direct | pingora | latchkey) WANT[$p]=1 ;;
+        direct | pingora | latchkey | locked) WANT[$p]=1 ;;
         "") ;;
-        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey)" ;;
+        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,locked)" ;;
     esac
 done
-for p in direct pingora latchkey; do
+for p in direct pingora latchkey locked; do
     if [[ -n "${WANT[$p]:-}" ]]; then PATHS+=("$p"); fi
 done
 ((${#PATHS[@]} > 0)) || die "BENCH_ONLY selects nothing"
@@ -191,7 +194,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
     log "building latchkey-benches (release)"
     cargo build --release -p latchkey-benches || die "cargo build -p latchkey-benches failed"
-    if want latchkey; then
+    if want latchkey || want locked; then
         log "building latchkey (release)"
         cargo build --release --bin latchkey || die "cargo build --bin latchkey failed (run with BENCH_ONLY=direct,pingora to skip it)"
     fi
@@ -199,7 +202,7 @@ fi
 for b in fast_upstream bare_pingora; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b not built"
 done
-if want latchkey; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
+if want latchkey || want locked; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
 
 # ---------------------------------------------------------------- start components
 UP_PORT="$(free_port)"
@@ -211,7 +214,7 @@ UP_PID=$!
 PIDS+=("$UP_PID")
 wait_listen fast_upstream "$UP_PID" "http://127.0.0.1:$UP_PORT/" "$WORK/upstream.log"
 
-declare -A URL=() AUTH=() PID_OF=()
+declare -A URL=() AUTH=() PID_OF=() LUA_OF=()
 URL[direct]="http://127.0.0.1:$UP_PORT/v1/models"
 AUTH[direct]="$UPSTREAM_AUTH"
 PID_OF[direct]=""
@@ -230,7 +233,7 @@ if want pingora; then
 fi
 
 LATCHKEY_CMD=""
-if want latchkey; then
+if want latchkey || want locked; then
     LK_PORT="$(free_port)"
     LK_APORT="$(free_port)"
     LK_DATA="$WORK/latchkey-data"
@@ -239,7 +242,9 @@ if want latchkey; then
     lk_extra=(${BENCH_LATCHKEY_ARGS:-})
     LATCHKEY_CMD="LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1 LATCHKEY_THREADS=$PROXY_THREADS latchkey serve --data-dir DIR --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:APORT${BENCH_LATCHKEY_ARGS:+ $BENCH_LATCHKEY_ARGS}"
     log "starting latchkey on 127.0.0.1:$LK_PORT, admin 127.0.0.1:$LK_APORT ($PROXY_THREADS thread(s))"
-    LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1 LATCHKEY_THREADS="$PROXY_THREADS" \
+    "$BIN/make_geo_db" "$WORK/geo.mmdb" "127.0.0.0/8=US:San Francisco" "10.0.0.0/8=DE:Berlin" ||
+        die "make_geo_db failed"
+    LATCHKEY_ALLOW_PRIVATE_UPSTREAMS=1 LATCHKEY_THREADS="$PROXY_THREADS" LATCHKEY_GEOIP_DATABASE="$WORK/geo.mmdb" \
         $PIN_PROXY "$BIN/latchkey" serve --data-dir "$LK_DATA" \
         --listen "127.0.0.1:$LK_PORT" --admin-listen "127.0.0.1:$LK_APORT" \
         "${lk_extra[@]}" >"$WORK/latchkey.log" 2>&1 &
@@ -282,13 +287,36 @@ if want latchkey; then
     URL[latchkey]="http://127.0.0.1:$LK_PORT/proxy/openai/v1/models"
     AUTH[latchkey]="Bearer $PROXY_KEY"
     PID_OF[latchkey]="$LK_PID"
+
+    locked_json="$(admin POST /api/v1/keys '{"name":"bench-locked","providers":["openai"],"ip":"127.0.0.0/8","countries":["US"],"cities":["San Francisco"],"device_fingerprint":"bench-device-1","signed":true,"models":["gpt-4o-mini"],"velocity":{"window_secs":60,"max_requests":1000000000,"max_distinct_ips":100}}')"
+    json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())[sys.argv[1]])' "$1"; }
+    LOCKED_KEY="$(json_field key <<<"$locked_json")"
+    SIGNING_SECRET="$(json_field signing_secret <<<"$locked_json")"
+    [[ "$LOCKED_KEY" == lk_* && -n "$SIGNING_SECRET" ]] || die "could not create the locked key: $locked_json"
+    URL[locked]="http://127.0.0.1:$LK_PORT/proxy/openai/v1/models"
+    AUTH[locked]="Bearer $LOCKED_KEY"
+    PID_OF[locked]="$LK_PID"
+    LUA_OF[locked]="$ROOT/benches/wrk/locked.lua"
 fi
+
+# sign_for PATH_URL COUNT -> writes $WORK/signed.txt with COUNT pre-signed requests.
+sign_for() {
+    local path="/${1#http://*/}"
+    python3 "$ROOT/benches/wrk/sign_requests.py" "$SIGNING_SECRET" "$2" GET "$path" >"$WORK/signed.txt" ||
+        die "sign_requests.py failed"
+}
 
 # Every path must return 200 before we load it (with the upstream checking the
 # Authorization header, a 200 through latchkey proves the credential was injected).
 for p in "${PATHS[@]}"; do
     hdr=()
     if [[ -n "${AUTH[$p]}" ]]; then hdr=(-H "Authorization: ${AUTH[$p]}"); fi
+    if [[ "$p" == locked ]]; then
+        sign_for "${URL[$p]}" 1
+        read -r ts nonce sig <"$WORK/signed.txt"
+        hdr+=(-H "x-device-fingerprint: bench-device-1" -H "x-latchkey-timestamp: $ts"
+            -H "x-latchkey-nonce: $nonce" -H "x-latchkey-signature: $sig")
+    fi
     code="$(curl -s -o "$WORK/check.$p" -w '%{http_code}' --max-time 5 "${hdr[@]}" "${URL[$p]}" || true)"
     [[ "$code" == 200 ]] || die "sanity request for '$p' (${URL[$p]}) returned HTTP ${code:-none}: $(head -c 300 "$WORK/check.$p" 2>/dev/null)"
 done
@@ -302,8 +330,13 @@ run_wrk() {
     local p="$1" c="$2" d="$3" limit
     limit=$(($(dur_secs "$d") + 30))
     # Run in the background and `wait`, so INT/TERM interrupt the run at once.
-    BENCH_AUTH="${AUTH[$p]}" timeout "$limit" $PIN_WRK wrk -t"$WRK_THREADS" -c"$c" -d"$d" \
-        --timeout 5s -s "$LUA" "${URL[$p]}" >"$WORK/wrk.out" 2>&1 &
+    if [[ "$p" == locked ]]; then
+        # One fresh nonce per request: sign more than this machine can send in $d.
+        sign_for "${URL[$p]}" $((60000 * $(dur_secs "$d") + 10000))
+    fi
+    BENCH_AUTH="${AUTH[$p]}" BENCH_DEVICE=bench-device-1 BENCH_SIGNED_FILE="$WORK/signed.txt" \
+        timeout "$limit" $PIN_WRK wrk -t"$WRK_THREADS" -c"$c" -d"$d" \
+        --timeout 5s -s "${LUA_OF[$p]:-$LUA}" "${URL[$p]}" >"$WORK/wrk.out" 2>&1 &
     WRK_PID=$!
     local rc=0
     wait "$WRK_PID" || rc=$?
@@ -399,6 +432,7 @@ report() {
     if want direct; then echo "  - \`direct\`: wrk → fast_upstream \`GET /v1/models\`"; fi
     if want pingora; then echo "  - \`pingora\`: wrk → bare Pingora 0.9.1 passthrough (\`benches/src/bin/bare_pingora.rs\`) → fast_upstream"; fi
     if want latchkey; then echo "  - \`latchkey\`: wrk → \`$LATCHKEY_CMD\` \`GET /proxy/openai/v1/models\` with an \`lk_\` key → fast_upstream (which answers 401 unless the stored credential was injected)"; fi
+    if want locked; then echo "  - \`locked\`: the same Latchkey process and request, with a key that has every lock armed: IP \`127.0.0.0/8\`, country US + city San Francisco (generated MaxMind database), device fingerprint header, signed requests (a fresh nonce and HMAC per request, pre-signed by \`benches/wrk/sign_requests.py\`, wrk script \`benches/wrk/locked.lua\`), model allow-list, velocity thresholds"; fi
     echo "- CPU/req = (utime+stime delta from \`/proc/PID/stat\` over the measured pass) / requests. *Proxy* is the proxy process alone; *total* adds fast_upstream (for \`direct\` it is the upstream alone)."
     echo
     echo "| path | conns | req/s | p50 (µs) | p99 (µs) | p99.9 (µs) | proxy CPU/req (µs) | total CPU/req (µs) | errors |"
@@ -412,6 +446,7 @@ report() {
     done
     local pairs=()
     if want latchkey && want pingora; then pairs+=("latchkey pingora"); fi
+    if want locked && want latchkey; then pairs+=("locked latchkey"); fi
     if want pingora && want direct; then pairs+=("pingora direct"); fi
     if want latchkey && want direct && ! want pingora; then pairs+=("latchkey direct"); fi
     if ((${#pairs[@]} > 0)); then
@@ -434,6 +469,9 @@ report() {
 }
 
 REPORT="$(report)"
+if [[ -f "$ROOT/benches/analysis.md" ]]; then
+    REPORT+=$'\n\n'"$(cat "$ROOT/benches/analysis.md")"
+fi
 printf '\n%s\n' "$REPORT"
 mkdir -p "$(dirname "$RESULTS")"
 printf '%s\n' "$REPORT" >"$RESULTS"

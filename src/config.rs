@@ -225,6 +225,9 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Tests that touch process environment variables run one at a time.
+    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn unknown_field_is_named() {
         let err = toml::from_str::<FileConfig>("listne = \"x\"")
@@ -235,6 +238,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("key_ttl"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_example_config_parses() {
+        let text = include_str!("../deploy/latchkey.toml");
+        let cfg: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.trusted_proxies.unwrap(), vec!["10.0.0.0/8".to_string()]);
+        assert!(cfg.alerts.webhook_url.is_some());
+        assert_eq!(cfg.signature_window_seconds, Some(300));
+    }
+
+    #[test]
+    fn bad_trusted_proxy_names_the_field() {
+        let _guard = ENV_LOCK.lock().unwrap();
+        std::env::set_var("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, not-an-ip");
+        let err = Config::resolve(&ServeArgs::default())
+            .unwrap_err()
+            .to_string();
+        std::env::remove_var("LATCHKEY_TRUSTED_PROXIES");
+        assert!(err.contains("trusted_proxies"), "{err}");
     }
 
     #[test]

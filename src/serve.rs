@@ -104,9 +104,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 latchkey_gateway::geo::GeoDb::open(path)
                     .with_context(|| "geoip_database cannot be used")?,
             );
-            let _reloader = ctl_rt.block_on(async {
-                db.spawn_reloader(latchkey_gateway::geo::DEFAULT_RELOAD_INTERVAL)
-            });
+            // The reloader polls the file on the control runtime for the life of the process.
+            let _in_ctl = ctl_rt.enter();
+            drop(db.spawn_reloader(latchkey_gateway::geo::DEFAULT_RELOAD_INTERVAL));
             tracing::info!(path = %path.display(), "geo database loaded (reloaded when the file changes)");
             Some(db)
         }
@@ -149,6 +149,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
+    let state_for_metrics = state.clone();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(state),
@@ -171,7 +172,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let app = admin::router(control);
+    let metrics_state = state_for_metrics.clone();
+    let app = admin::router(control).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let s = metrics_state.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    s.metrics.render(),
+                )
+            }
+        }),
+    );
     let admin_task = ctl_rt.spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;

@@ -90,6 +90,27 @@ async fn cidr_lock_ignores_spoofed_forwarded_for_from_untrusted_peers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(audit.to_string().contains("deny:ip_locked"), "{audit}");
+
+    // …and counted in the metrics (no auth on /metrics; loopback by default).
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |outcome: &str, status: &str| -> Option<f64> {
+        let want = format!(
+            r#"latchkey_requests_total{{outcome="{outcome}",provider="openai",status="{status}"}}"#
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(want.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    assert_eq!(sample("ip_locked", "4xx"), Some(2.0), "{text}");
+    assert_eq!(sample("allow", "2xx"), Some(1.0), "{text}");
 }
 
 #[tokio::test]
@@ -431,6 +452,9 @@ async fn model_allow_list_is_enforced_before_the_provider_is_contacted() {
         None,
     )
     .await;
+    assert_eq!(st, 200);
+    // Listing models names no model: allowed.
+    let (st, _) = get_as(&s, &k, None, &[]).await;
     assert_eq!(st, 200);
     let n = mock.count();
     for body in [

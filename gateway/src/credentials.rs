@@ -21,7 +21,22 @@ pub struct Injectable {
     pub secret: SecretString,
 }
 
-type CacheKey = (String, String, Option<String>);
+/// `tenant \u{1f} provider \u{1f} workload`: one allocation per lookup instead of three.
+type CacheKey = String;
+
+fn cache_key(tenant: &str, provider: &str, workload: Option<&str>) -> CacheKey {
+    let w = workload.unwrap_or("");
+    let mut k = String::with_capacity(tenant.len() + provider.len() + w.len() + 3);
+    k.push_str(tenant);
+    k.push('\u{1f}');
+    k.push_str(provider);
+    k.push('\u{1f}');
+    if let Some(w) = workload {
+        k.push('=');
+        k.push_str(w);
+    }
+    k
+}
 
 /// Caches decrypted credentials.
 pub struct CredentialCache {
@@ -50,17 +65,20 @@ impl CredentialCache {
         provider: &str,
         workload: Option<&str>,
     ) -> Result<Arc<Injectable>, GatewayError> {
-        let key = (
+        let key = cache_key(tenant, provider, workload);
+        // Fast path: a plain read; the loader below (and its future) only on a miss.
+        if let Some(hit) = self.cache.get(&key).await {
+            return Ok(hit);
+        }
+        let store = self.store.clone();
+        let root = self.root.clone();
+        let (tenant, provider, workload) = (
             tenant.to_string(),
             provider.to_string(),
             workload.map(str::to_string),
         );
-        let store = self.store.clone();
-        let root = self.root.clone();
-        let k = key.clone();
         self.cache
             .try_get_with(key, async move {
-                let (tenant, provider, workload) = k;
                 let found = store
                     .active_credential(&tenant, &provider, workload.as_deref())
                     .await

@@ -15,7 +15,8 @@
 //! 9. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
 //! 10. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
 //!
-//! [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON errors.
+//! [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON errors;
+//! [`metrics`] counts every request by provider and outcome.
 
 pub mod credentials;
 pub mod dns;
@@ -25,6 +26,7 @@ pub mod geo;
 pub mod inject;
 pub mod lockdown;
 pub mod locks;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod resolve;

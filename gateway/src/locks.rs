@@ -169,7 +169,12 @@ pub fn check_body(
         )
         .map_err(refusal)?;
     }
-    if !key.models.is_empty() {
+    // A request that carries no body and names no model in its path (listing models, reading a
+    // file) asks for no model, so the allow-list has nothing to refuse. One with a body that
+    // names no model the gateway can read is refused: fail closed.
+    let names_no_model =
+        body.is_none_or(|b| b.is_empty()) && model::model_from_path(path).is_none();
+    if !key.models.is_empty() && !names_no_model {
         let json = body
             .filter(|b| !b.is_empty())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());

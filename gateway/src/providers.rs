@@ -66,6 +66,13 @@ impl ProviderTable {
 
     /// The provider `id` of `tenant`.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Arc<RoutedProvider>, GatewayError> {
+        // Fast path: a plain read; the loader (and its future) only on a miss.
+        if let Some(table) = self.tables.get(tenant).await {
+            return table
+                .get(id)
+                .cloned()
+                .ok_or_else(|| GatewayError::unknown_provider(id));
+        }
         let store = self.store.clone();
         let allow = self.allow_private;
         let t = tenant.to_string();

@@ -102,6 +102,10 @@ async fn admit(
         return Err(GatewayError::new(status, denial.code(), message));
     }
 
+    // The provider definition (a cache read), so refusals below are attributed to it.
+    let routed = state.providers.get(&key.tenant, provider_id).await?;
+    ctx.provider = Some(routed.clone());
+
     // Locks, in the order of policy::locks: lockdown, IP, geo, device, signature, model; then
     // velocity, so refused requests never count against a key.
     locks::check_lockdown(state, &key.tenant, provider_id).map_err(locks::refusal)?;
@@ -116,6 +120,7 @@ async fn admit(
         .await?
         .is_some()
     {
+        state.metrics.ip_bound();
         let mut event = AuditEvent::now(
             &key.tenant,
             &format!("key:{}", key.id),
@@ -135,8 +140,6 @@ async fn admit(
     }
     velocity::observe(state, &key, client, now).await?;
 
-    let routed = state.providers.get(&key.tenant, provider_id).await?;
-    ctx.provider = Some(routed.clone());
     if !routed.provider.proxying {
         return Err(GatewayError::new(
             403,
@@ -441,14 +444,24 @@ impl ProxyHttp for Gateway {
             None => "allow".to_string(),
             Some(e) => format!("deny:{}", e.code),
         };
+        let elapsed = ctx.started.elapsed();
+        self.state.metrics.observe_request(
+            ctx.provider
+                .as_ref()
+                .map_or("none", |p| p.provider.id.as_str()),
+            ctx.error.as_ref().map_or("allow", |e| e.code),
+            status.unwrap_or(0) as u16,
+            elapsed.as_secs_f64(),
+        );
         let path = session.req_header().uri.path();
         let mut event = AuditEvent::now(tenant, &actor, "proxy.request", path, &decision);
         event.provider = ctx.provider.as_ref().map(|p| p.provider.id.clone());
         event.status = status;
-        event.latency_ms = Some(ctx.started.elapsed().as_millis() as i64);
+        event.latency_ms = Some(elapsed.as_millis() as i64);
         event.request_id = Some(ctx.request_id.clone());
         if let Some(c) = &ctx.credential {
-            event.detail = Some(serde_json::json!({ "credential": c.credential_id }).to_string());
+            // Credential ids are `cred_` + base62, so no JSON escaping is needed.
+            event.detail = Some(format!(r#"{{"credential":"{}"}}"#, c.credential_id));
         }
         self.state.audit.record(event);
     }

@@ -86,6 +86,7 @@ pub fn prepare(root: &RootKey, record: KeyRecord) -> Result<ResolvedKey, String>
 pub struct KeyResolver {
     store: Arc<dyn Store>,
     root: RootKey,
+    hasher: keyfmt::KeyHasher,
     known: Cache<String, Arc<ResolvedKey>>,
     unknown: Cache<String, ()>,
 }
@@ -95,6 +96,7 @@ impl KeyResolver {
     pub fn new(store: Arc<dyn Store>, root: RootKey, opts: &GatewayOptions) -> Self {
         KeyResolver {
             store,
+            hasher: keyfmt::KeyHasher::new(&root),
             root,
             known: Cache::builder()
                 .max_capacity(opts.key_cache_capacity)
@@ -113,7 +115,7 @@ impl KeyResolver {
         if keyfmt::parse(presented) != Some(KeyKind::Proxy) {
             return Err(GatewayError::invalid_key());
         }
-        let hash = keyfmt::hash_key(&self.root, presented);
+        let hash = self.hasher.hash(presented);
         if let Some(rec) = self.known.get(&hash).await {
             return Ok(rec);
         }
@@ -136,7 +138,7 @@ impl KeyResolver {
             Ok(rec) => Ok(rec),
             Err(e) => match e.as_ref() {
                 None => {
-                    let hash = keyfmt::hash_key(&self.root, presented);
+                    let hash = self.hasher.hash(presented);
                     self.unknown.insert(hash, ()).await;
                     Err(GatewayError::invalid_key())
                 }

@@ -83,6 +83,8 @@ pub struct GatewayState {
     pub velocity: Arc<dyn VelocityCounter + Send + Sync>,
     /// Where alerts (auto-suspensions) go.
     pub notifier: Arc<dyn Notifier>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl GatewayState {
@@ -106,6 +108,7 @@ impl GatewayState {
             nonces: Arc::new(LocalNonces::new(1_000_000)),
             velocity: Arc::new(LocalVelocity::new(100_000)),
             notifier: Arc::new(NoNotifier),
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 

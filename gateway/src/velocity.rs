@@ -43,6 +43,7 @@ pub async fn observe(
     else {
         return Ok(());
     };
+    state.metrics.key_suspended();
     suspend(state, key, &spike).await;
     let denial = spike.denial();
     Err(GatewayError::new(

@@ -78,6 +78,11 @@ pub struct AuditRecord {
     /// The event.
     #[serde(flatten)]
     pub event: AuditEvent,
+    /// The event's JSON as hashed by [`ChainHead::append`], kept so the writer stores the very
+    /// bytes it hashed without serializing twice. Rows read back carry the stored text; verification never trusts
+    /// it and re-serializes `event`.
+    #[serde(skip)]
+    pub event_json: String,
 }
 
 #[derive(Serialize)]
@@ -101,6 +106,18 @@ pub fn row_hash(chain: &str, seq: i64, prev_hash: &str, event: &AuditEvent) -> S
     crate::keyfmt::hex(&Sha256::digest(json))
 }
 
+/// [`row_hash`] given the event already serialized (`serde_json::to_string(event)`): builds the
+/// same canonical bytes by concatenation, so the writer serializes each event once.
+pub fn row_hash_json(chain: &str, seq: i64, prev_hash: &str, event_json: &str) -> String {
+    let quote = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let canonical = format!(
+        "{{\"chain\":{},\"seq\":{seq},\"prev_hash\":{},\"event\":{event_json}}}",
+        quote(chain),
+        quote(prev_hash)
+    );
+    crate::keyfmt::hex(&Sha256::digest(canonical.as_bytes()))
+}
+
 /// The head of a chain: the last row's sequence number and hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainHead {
@@ -122,13 +139,15 @@ impl ChainHead {
     /// Links `event` after this head and advances the head.
     pub fn append(&mut self, chain: &str, event: AuditEvent) -> AuditRecord {
         let seq = self.seq + 1;
-        let hash = row_hash(chain, seq, &self.hash, &event);
+        let event_json = serde_json::to_string(&event).expect("audit events serialize");
+        let hash = row_hash_json(chain, seq, &self.hash, &event_json);
         let rec = AuditRecord {
             chain: chain.to_string(),
             seq,
             prev_hash: std::mem::replace(&mut self.hash, hash.clone()),
             hash,
             event,
+            event_json,
         };
         self.seq = seq;
         rec
@@ -194,6 +213,28 @@ pub fn verify(chain: &str, rows: &[AuditRecord]) -> Verification {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hash_from_json_matches_hash_from_struct() {
+        let mut e = AuditEvent::now(
+            "t\"en",
+            "key:k\\1",
+            "proxy.request",
+            "/p?q=\u{2028}é",
+            "allow",
+        );
+        e.detail = Some("{\"a\":\"b\\n\"}".into());
+        e.status = Some(200);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            row_hash("main\u{1}", 7, GENESIS, &e),
+            row_hash_json("main\u{1}", 7, GENESIS, &json)
+        );
+        let mut head = ChainHead::empty();
+        let rec = head.append("main", e.clone());
+        assert_eq!(rec.hash, row_hash("main", 1, GENESIS, &e));
+        assert_eq!(rec.event_json, json);
+    }
+
     use super::*;
 
     fn chain(n: usize) -> Vec<AuditRecord> {

@@ -103,6 +103,43 @@ pub fn hash_key(root: &RootKey, key: &str) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// [`hash_key`] with the HMAC key schedule computed once, for the gateway's hot path: each call
+/// clones the keyed state instead of re-deriving it from the root key.
+///
+/// ```
+/// use latchkey_vault::keyfmt::{hash_key, KeyHasher};
+/// use latchkey_vault::rootkey::RootKey;
+/// let root = RootKey::from_bytes([7u8; 32]);
+/// assert_eq!(KeyHasher::new(&root).hash("lk_example"), hash_key(&root, "lk_example"));
+/// ```
+#[derive(Clone)]
+pub struct KeyHasher {
+    keyed: Hmac<Sha256>,
+}
+
+impl KeyHasher {
+    /// Keys the HMAC with the root key's server secret.
+    pub fn new(root: &RootKey) -> Self {
+        KeyHasher {
+            keyed: Hmac::<Sha256>::new_from_slice(root.hmac_key().as_bytes())
+                .expect("HMAC takes any key length"),
+        }
+    }
+
+    /// The stored form of `key` (same as [`hash_key`]).
+    pub fn hash(&self, key: &str) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(key.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher([redacted])")
+    }
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";

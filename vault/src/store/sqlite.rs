@@ -327,14 +327,15 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<(String, i64, String, String,
 }
 
 fn audit_record(row: (String, i64, String, String, String)) -> StoreResult<AuditRecord> {
-    let (chain, seq, prev_hash, hash, event) = row;
-    let event: AuditEvent = serde_json::from_str(&event).map_err(corrupt)?;
+    let (chain, seq, prev_hash, hash, event_json) = row;
+    let event: AuditEvent = serde_json::from_str(&event_json).map_err(corrupt)?;
     Ok(AuditRecord {
         chain,
         seq,
         prev_hash,
         hash,
         event,
+        event_json,
     })
 }
 
@@ -918,7 +919,13 @@ impl Store for SqliteStore {
                     )
                     .map_err(db)?;
                 for r in &rows {
-                    let event = serde_json::to_string(&r.event).map_err(corrupt)?;
+                    let owned;
+                    let event = if r.event_json.is_empty() {
+                        owned = serde_json::to_string(&r.event).map_err(corrupt)?;
+                        &owned
+                    } else {
+                        &r.event_json
+                    };
                     st.execute(params![r.chain, r.seq, r.prev_hash, r.hash, r.event.tenant, event])
                         .map_err(db)?;
                 }

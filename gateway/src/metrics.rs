@@ -1,0 +1,124 @@
+//! Prometheus metrics of the data plane, served at `/metrics` on the admin listener.
+//!
+//! Label values are bounded: providers come from the catalog (`none` before one is known),
+//! outcomes are `allow` or one of Latchkey's error codes, statuses are classes (`2xx`…).
+//!
+//! ```
+//! let m = latchkey_gateway::metrics::Metrics::new();
+//! m.observe_request("openai", "ip_locked", 403, 0.0004);
+//! let text = m.render();
+//! assert!(text.contains(r#"latchkey_requests_total{outcome="ip_locked",provider="openai",status="4xx"} 1"#));
+//! ```
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// The gateway's metrics and the registry they live in.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    suspensions: IntCounter,
+    ip_binds: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "latchkey_requests_total",
+                "Requests through the gateway, by provider, outcome (allow or the refusal code) and status class.",
+            ),
+            &["provider", "outcome", "status"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "latchkey_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by provider.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0,
+            ]),
+            &["provider"],
+        )
+        .expect("valid metric");
+        let suspensions = IntCounter::new(
+            "latchkey_key_suspensions_total",
+            "Proxy keys suspended automatically after a velocity spike.",
+        )
+        .expect("valid metric");
+        let ip_binds = IntCounter::new(
+            "latchkey_key_ip_binds_total",
+            "Auto-bind keys bound to their first client IP.",
+        )
+        .expect("valid metric");
+        for m in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(suspensions.clone()),
+            Box::new(ip_binds.clone()),
+        ] {
+            registry.register(m).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            suspensions,
+            ip_binds,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn observe_request(&self, provider: &str, outcome: &str, status: u16, seconds: f64) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests
+            .with_label_values(&[provider, outcome, class])
+            .inc();
+        self.duration
+            .with_label_values(&[provider])
+            .observe(seconds);
+    }
+
+    /// Counts an automatic key suspension.
+    pub fn key_suspended(&self) {
+        self.suspensions.inc();
+    }
+
+    /// Counts an auto-bind.
+    pub fn ip_bound(&self) {
+        self.ip_binds.inc();
+    }
+
+    /// The registry, for callers that add their own collectors.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
