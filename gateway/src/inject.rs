@@ -10,6 +10,14 @@ use latchkey_vault::model::AuthScheme;
 use latchkey_vault::SecretString;
 use pingora::http::RequestHeader;
 
+/// Request headers that carry Latchkey lock material and are removed before forwarding.
+pub const LOCK_HEADERS: [&str; 4] = [
+    "x-device-fingerprint",
+    "x-latchkey-timestamp",
+    "x-latchkey-nonce",
+    "x-latchkey-signature",
+];
+
 /// Builds the upstream path and query: `prefix + rest`, with the client's query preserved and,
 /// for `query:NAME` schemes, the credential appended (any client-sent `NAME` is dropped).
 pub fn upstream_path(
@@ -100,6 +108,13 @@ pub fn rewrite(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("lk_"));
         if holds_key {
+            req.remove_header(name);
+        }
+    }
+    // Latchkey's own lock headers (device fingerprint, request signature) are for the gateway
+    // only: a provider never sees them.
+    for name in LOCK_HEADERS {
+        if req.headers.contains_key(name) {
             req.remove_header(name);
         }
     }

@@ -17,7 +17,7 @@ use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
 /// The header a device-locked key's client sends its fingerprint in.
-pub const DEVICE_HEADER: &str = "x-device-fingerprint";
+pub use latchkey_policy::locks::device::DEVICE_HEADER;
 
 /// Largest body the gateway reads before contacting the provider, for keys whose locks need it
 /// (signed requests; a model allow-list when the model is not in the path). Pingora 0.9 can

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use super::Denial;
 
 /// Request header a client uses to present its device fingerprint (a suggestion for the gateway).
-pub const DEVICE_HEADER: &str = "x-latchkey-device";
+pub const DEVICE_HEADER: &str = "x-device-fingerprint";
 
 /// Domain-separation prefix for fingerprint hashes; bump the version if the scheme ever changes.
 const DOMAIN: &[u8] = b"latchkey-device-fingerprint-v1\0";
