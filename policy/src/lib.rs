@@ -6,3 +6,5 @@
 
 pub mod access;
 pub mod locks;
+pub mod pii;
+pub mod rules;

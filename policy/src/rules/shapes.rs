@@ -66,7 +66,9 @@ macro_rules! define_walker {
 
             use super::{BlockType, MAX_DEPTH};
 
-            /// Receives the parts of a body the walk finds.
+            /// Receives the parts of a body the walk finds. (`&String` rather than `&str`: the
+            /// same text is instantiated with `&mut String`, which redaction needs.)
+            #[allow(clippy::ptr_arg)]
             pub(crate) trait Sink {
                 /// A string of prompt text (user, system, assistant, tool result).
                 fn text(&mut self, s: &$($m)? String);
@@ -78,27 +80,30 @@ macro_rules! define_walker {
                 fn tool_result(&mut self, v: &$($m)? Value);
             }
 
-            /// Walks a request body, calling `sink` for every part found.
+            /// Walks a request body, calling `sink` for every part found: system prompts
+            /// first, then the conversation, then tool definitions, whatever the key order
+            /// of the JSON object (so the joined prompt text is the same for every shape).
             pub(crate) fn walk(root: &$($m)? Value, sink: &mut impl Sink) {
                 let Value::Object(map) = root else { return };
-                for (key, v) in map {
-                    match key.as_str() {
-                        "messages" | "contents" => items(v, sink, 1),
-                        "system" | "input" | "prompt" | "inputText" | "instructions" => {
-                            content(v, sink, 1)
-                        }
-                        "systemInstruction" | "system_instruction" => item(v, sink, 1),
-                        "tools" | "functions" => tool_defs(v, sink),
-                        "toolConfig" | "tool_config" => {
-                            if let Value::Object(cfg) = v {
-                                for (k, tools) in cfg {
-                                    if k == "tools" {
-                                        tool_defs(tools, sink);
+                for phase in 0..3 {
+                    for (key, v) in &$($m)? *map {
+                        match (phase, key.as_str()) {
+                            (0, "system" | "instructions") => content(v, sink, 1),
+                            (0, "systemInstruction" | "system_instruction") => item(v, sink, 1),
+                            (1, "messages" | "contents") => items(v, sink, 1),
+                            (1, "input" | "prompt" | "inputText") => content(v, sink, 1),
+                            (2, "tools" | "functions") => tool_defs(v, sink),
+                            (2, "toolConfig" | "tool_config") => {
+                                if let Value::Object(cfg) = v {
+                                    for (k, tools) in cfg {
+                                        if k == "tools" {
+                                            tool_defs(tools, sink);
+                                        }
                                     }
                                 }
                             }
+                            _ => {}
                         }
-                        _ => {}
                     }
                 }
             }
