@@ -5,6 +5,9 @@
 #   direct    wrk -> fast_upstream
 #   pingora   wrk -> bare Pingora passthrough -> fast_upstream
 #   latchkey  wrk -> Latchkey (real lk_ proxy key, credential injection) -> fast_upstream
+#   unlocked  the same Latchkey and plain key as `latchkey`, driven exactly like `locked` (same
+#             wrk script, same extra headers, which an unlocked key ignores): the baseline
+#             for the lock cost, so client-side work does not count against the locks
 #   locked    the same Latchkey, with a key that has every lock armed: CIDR, geo (a generated
 #             MaxMind database), device fingerprint, signed requests (pre-signed, one fresh
 #             nonce per request), model allow-list, velocity thresholds
@@ -22,7 +25,7 @@
 #   BENCH_THREADS        wrk threads                                (1)
 #   BENCH_PROXY_THREADS  worker threads of Latchkey and bare Pingora (LATCHKEY_THREADS or 1)
 #   BENCH_UPSTREAM_THREADS  fast_upstream tokio workers             (1)
-#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey,locked (all)
+#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey,unlocked,locked (all)
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 #   BENCH_UPSTREAM_AUTH  Authorization value the upstream insists on, i.e. the
 #                        injected credential ("Bearer sk-bench-secret"; empty = no check)
@@ -45,7 +48,7 @@ HALF_CONNS="${BENCH_HALF_CONNS:-$((CONNS / 2))}"
 WRK_THREADS="${BENCH_THREADS:-1}"
 PROXY_THREADS="${BENCH_PROXY_THREADS:-${LATCHKEY_THREADS:-1}}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
-ONLY="${BENCH_ONLY:-direct,pingora,latchkey,locked}"
+ONLY="${BENCH_ONLY:-direct,pingora,latchkey,unlocked,locked}"
 UPSTREAM_AUTH="${BENCH_UPSTREAM_AUTH-Bearer sk-bench-secret}"
 CREDENTIAL="${BENCH_CREDENTIAL:-sk-bench-secret}"
 RESULTS="${BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
@@ -90,12 +93,12 @@ IFS=',' read -r -a _only <<<"$ONLY"
 for p in "${_only[@]}"; do
     p="${p// /}"
     case "$p" in
-        direct | pingora | latchkey | locked) WANT[$p]=1 ;;
+        direct | pingora | latchkey | unlocked | locked) WANT[$p]=1 ;;
         "") ;;
-        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,locked)" ;;
+        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,unlocked,locked)" ;;
     esac
 done
-for p in direct pingora latchkey locked; do
+for p in direct pingora latchkey unlocked locked; do
     if [[ -n "${WANT[$p]:-}" ]]; then PATHS+=("$p"); fi
 done
 ((${#PATHS[@]} > 0)) || die "BENCH_ONLY selects nothing"
@@ -194,7 +197,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
     log "building latchkey-benches (release)"
     cargo build --release -p latchkey-benches || die "cargo build -p latchkey-benches failed"
-    if want latchkey || want locked; then
+    if want latchkey || want unlocked || want locked; then
         log "building latchkey (release)"
         cargo build --release --bin latchkey || die "cargo build --bin latchkey failed (run with BENCH_ONLY=direct,pingora to skip it)"
     fi
@@ -202,7 +205,7 @@ fi
 for b in fast_upstream bare_pingora; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b not built"
 done
-if want latchkey || want locked; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
+if want latchkey || want unlocked || want locked; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
 
 # ---------------------------------------------------------------- start components
 UP_PORT="$(free_port)"
@@ -233,7 +236,7 @@ if want pingora; then
 fi
 
 LATCHKEY_CMD=""
-if want latchkey || want locked; then
+if want latchkey || want unlocked || want locked; then
     LK_PORT="$(free_port)"
     LK_APORT="$(free_port)"
     LK_DATA="$WORK/latchkey-data"
@@ -297,6 +300,10 @@ if want latchkey || want locked; then
     AUTH[locked]="Bearer $LOCKED_KEY"
     PID_OF[locked]="$LK_PID"
     LUA_OF[locked]="$ROOT/benches/wrk/locked.lua"
+    URL[unlocked]="${URL[latchkey]}"
+    AUTH[unlocked]="${AUTH[latchkey]}"
+    PID_OF[unlocked]="$LK_PID"
+    LUA_OF[unlocked]="$ROOT/benches/wrk/locked.lua"
 fi
 
 # sign_for PATH_URL COUNT -> writes $WORK/signed.txt with COUNT pre-signed requests.
@@ -311,7 +318,7 @@ sign_for() {
 for p in "${PATHS[@]}"; do
     hdr=()
     if [[ -n "${AUTH[$p]}" ]]; then hdr=(-H "Authorization: ${AUTH[$p]}"); fi
-    if [[ "$p" == locked ]]; then
+    if [[ "$p" == locked || "$p" == unlocked ]]; then
         sign_for "${URL[$p]}" 1
         read -r ts nonce sig <"$WORK/signed.txt"
         hdr+=(-H "x-device-fingerprint: bench-device-1" -H "x-latchkey-timestamp: $ts"
@@ -330,7 +337,7 @@ run_wrk() {
     local p="$1" c="$2" d="$3" limit
     limit=$(($(dur_secs "$d") + 30))
     # Run in the background and `wait`, so INT/TERM interrupt the run at once.
-    if [[ "$p" == locked ]]; then
+    if [[ "$p" == locked || "$p" == unlocked ]]; then
         # One fresh nonce per request: sign more than this machine can send in $d.
         sign_for "${URL[$p]}" $((60000 * $(dur_secs "$d") + 10000))
     fi
@@ -432,6 +439,7 @@ report() {
     if want direct; then echo "  - \`direct\`: wrk → fast_upstream \`GET /v1/models\`"; fi
     if want pingora; then echo "  - \`pingora\`: wrk → bare Pingora 0.9.1 passthrough (\`benches/src/bin/bare_pingora.rs\`) → fast_upstream"; fi
     if want latchkey; then echo "  - \`latchkey\`: wrk → \`$LATCHKEY_CMD\` \`GET /proxy/openai/v1/models\` with an \`lk_\` key → fast_upstream (which answers 401 unless the stored credential was injected)"; fi
+    if want unlocked; then echo "  - \`unlocked\`: the \`latchkey\` key driven exactly like \`locked\` (same wrk script and headers, which an unlocked key ignores and Latchkey strips): the baseline for the lock cost"; fi
     if want locked; then echo "  - \`locked\`: the same Latchkey process and request, with a key that has every lock armed: IP \`127.0.0.0/8\`, country US + city San Francisco (generated MaxMind database), device fingerprint header, signed requests (a fresh nonce and HMAC per request, pre-signed by \`benches/wrk/sign_requests.py\`, wrk script \`benches/wrk/locked.lua\`), model allow-list, velocity thresholds"; fi
     echo "- CPU/req = (utime+stime delta from \`/proc/PID/stat\` over the measured pass) / requests. *Proxy* is the proxy process alone; *total* adds fast_upstream (for \`direct\` it is the upstream alone)."
     echo
@@ -446,7 +454,7 @@ report() {
     done
     local pairs=()
     if want latchkey && want pingora; then pairs+=("latchkey pingora"); fi
-    if want locked && want latchkey; then pairs+=("locked latchkey"); fi
+    if want locked && want unlocked; then pairs+=("locked unlocked"); fi
     if want pingora && want direct; then pairs+=("pingora direct"); fi
     if want latchkey && want direct && ! want pingora; then pairs+=("latchkey direct"); fi
     if ((${#pairs[@]} > 0)); then
