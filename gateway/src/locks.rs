@@ -75,6 +75,16 @@ fn geo_lookup(state: &GatewayState, key: &ResolvedKey, ip: IpAddr) -> GeoLookup 
     let Some(db) = state.geo.as_ref() else {
         return GeoLookup::NoDatabase;
     };
+    if key.locks.geo.cities.is_empty() {
+        // Country-only lock: skip decoding (and allocating) the city name.
+        return match db.lookup_country(ip) {
+            Some(cc) => GeoLookup::Found(GeoFacts {
+                country: Some(cc.as_str().to_string()),
+                city: None,
+            }),
+            None => GeoLookup::NotFound,
+        };
+    }
     match db.lookup(ip) {
         crate::geo::GeoLookupResult::Found(loc) => GeoLookup::Found(GeoFacts {
             country: Some(loc.country.as_str().to_string()),

@@ -2,7 +2,10 @@
 
 use super::client::Admin;
 use super::state::{CliState, SavedKey};
-use super::{AuditCommand, Cli, Command, IncidentsCommand, KeysCommand, LockArgs, LockdownCommand};
+use super::{
+    AuditCommand, Cli, Command, IncidentsCommand, KeysCommand, LockArgs, LockdownCommand,
+    PolicyCommand,
+};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Read};
@@ -51,7 +54,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Lockdown(l) => lockdown(&state, json_out, l),
         Command::Incidents(i) => incidents(&state, json_out, i),
+        Command::Policy(PolicyCommand::Test { policy, request }) => {
+            policy_test(json_out, &policy, &request)
+        }
     }
+}
+
+/// `latchkey policy test POLICY REQUEST`: compiles the policy and evaluates the sample, offline.
+fn policy_test(
+    json_out: bool,
+    policy: &std::path::Path,
+    request: &std::path::Path,
+) -> anyhow::Result<()> {
+    use latchkey_policy::rules::{Policy, SampleRequest};
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let compiled = Policy::from_toml(&read(policy)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let sample = SampleRequest::parse(&read(request)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", request.display()))?;
+    let decision = sample.evaluate(&compiled);
+    let v = serde_json::json!({
+        "policy": compiled.name(),
+        "mode": format!("{:?}", compiled.mode()).to_lowercase(),
+        "decision": decision,
+        "enforced_action": decision.enforced_action().to_string(),
+        "summary": decision.to_string(),
+    });
+    emit(json_out, v, || format!("{decision}"))
 }
 
 /// Prints JSON or the text rendering.

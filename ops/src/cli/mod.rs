@@ -79,6 +79,9 @@ pub enum Command {
     /// Security incidents (e.g. keys auto-suspended after a velocity spike).
     #[command(subcommand)]
     Incidents(IncidentsCommand),
+    /// Work with policies (the policy engine's declarative TOML format).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 /// Lock options shared by `keys create` and `keys update`.
@@ -261,6 +264,20 @@ pub enum LockdownCommand {
     },
     /// Show the lockdowns in force.
     Status,
+}
+
+/// `latchkey policy …`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Evaluate a policy file against a sample request file, offline, and print the decision
+    /// and the rule that matched. Exits 0 whatever the decision, non-zero when a file is invalid.
+    Test {
+        /// The policy (TOML; the format is documented in docs/policies.md).
+        policy: PathBuf,
+        /// The sample request (JSON or TOML: provider, method, path, model?, workload?, key?,
+        /// headers?, body?).
+        request: PathBuf,
+    },
 }
 
 /// `latchkey incidents …`.

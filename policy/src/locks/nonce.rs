@@ -88,8 +88,9 @@ pub struct LocalNonces {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// (key id, nonce) → expiry (Unix seconds, exclusive).
-    seen: HashMap<(String, String), i64>,
+    /// `key id NUL nonce` → expiry (Unix seconds, exclusive). One string, so remembering a
+    /// nonce costs one allocation. Key ids and nonces never contain NUL.
+    seen: HashMap<String, i64>,
     /// `now` of the last full sweep.
     last_sweep: Option<i64>,
 }
@@ -137,7 +138,10 @@ impl NonceStore for LocalNonces {
         ttl_secs: i64,
     ) -> NonceVerdict {
         let mut inner = self.lock();
-        let id = (key_id.to_string(), nonce.to_string());
+        let mut id = String::with_capacity(key_id.len() + 1 + nonce.len());
+        id.push_str(key_id);
+        id.push('\0');
+        id.push_str(nonce);
         if matches!(inner.seen.get(&id), Some(&expiry) if expiry > now) {
             return NonceVerdict::Replayed;
         }
