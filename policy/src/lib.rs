@@ -7,4 +7,5 @@
 pub mod access;
 pub mod locks;
 pub mod pii;
+pub mod resilience;
 pub mod rules;
