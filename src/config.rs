@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub geoip_database: Option<PathBuf>,
     /// Accepted clock skew of signed requests, in seconds.
     pub signature_window_seconds: Option<u64>,
+    /// Most signed-request nonces remembered at once.
+    pub signature_nonce_capacity: Option<usize>,
     #[serde(default)]
     pub alerts: AlertsConfig,
 }
@@ -192,6 +194,14 @@ impl Config {
                 anyhow::bail!("signature_window_seconds = {v} must be between 1 and 86400");
             }
             gateway.signature_window_secs = v;
+        }
+        if let Some(v) = env_parse::<usize>("LATCHKEY_SIGNATURE_NONCE_CAPACITY")?
+            .or(file.signature_nonce_capacity)
+        {
+            if v == 0 {
+                anyhow::bail!("signature_nonce_capacity must be at least 1");
+            }
+            gateway.nonce_capacity = v;
         }
         let geoip_database = env("LATCHKEY_GEOIP_DATABASE")
             .map(PathBuf::from)

@@ -39,6 +39,9 @@ pub struct GatewayOptions {
     pub trusted_proxies: Vec<IpNet>,
     /// Accepted clock skew for signed requests, in seconds.
     pub signature_window_secs: u64,
+    /// Most signed-request nonces remembered at once (each for twice the window). When full,
+    /// signed requests are refused rather than replay protection weakened.
+    pub nonce_capacity: usize,
 }
 
 impl Default for GatewayOptions {
@@ -53,6 +56,7 @@ impl Default for GatewayOptions {
             read_timeout: Duration::from_secs(300),
             trusted_proxies: Vec::new(),
             signature_window_secs: latchkey_policy::locks::signature::DEFAULT_WINDOW_SECS,
+            nonce_capacity: 1_000_000,
         }
     }
 }
@@ -95,6 +99,7 @@ impl GatewayState {
         audit: Arc<dyn AuditSink>,
         options: GatewayOptions,
     ) -> Arc<Self> {
+        let nonces = Arc::new(LocalNonces::new(options.nonce_capacity));
         Arc::new(GatewayState {
             keys: KeyResolver::new(store.clone(), root.clone(), &options),
             credentials: CredentialCache::new(store.clone(), root, &options),
@@ -105,7 +110,7 @@ impl GatewayState {
             options,
             geo: None,
             lockdown: LockdownState::default(),
-            nonces: Arc::new(LocalNonces::new(1_000_000)),
+            nonces,
             velocity: Arc::new(LocalVelocity::new(100_000)),
             notifier: Arc::new(NoNotifier),
             metrics: crate::metrics::Metrics::new(),
