@@ -140,6 +140,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway_url: cfg.public_url.clone(),
         store_kind: "sqlite".into(),
         started: Instant::now(),
+        alerts: match &cfg.alert_webhook {
+            Some(url) => Some(
+                latchkey_ops::alerts::Webhook::parse(url)
+                    .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?,
+            ),
+            None => None,
+        },
     });
 
     let conf = ServerConf {

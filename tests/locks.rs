@@ -559,7 +559,15 @@ async fn velocity_spike_suspends_the_key_records_an_incident_and_notifies() {
 
 #[tokio::test]
 async fn lockdown_takes_effect_on_the_next_request_and_lifts_cleanly() {
-    let (mock, s) = setup(ServerOpts::default()).await;
+    let hook = Mock::start().await;
+    let (mock, s) = setup(ServerOpts {
+        env: vec![(
+            "LATCHKEY_ALERT_WEBHOOK".into(),
+            format!("{}/hook", hook.url()),
+        )],
+        ..Default::default()
+    })
+    .await;
     s.point("anthropic", &mock.url()).await;
     s.connect("anthropic", "sk-ant-x", &[]).await;
     let (_, k) = s.key(json!({"name": "all", "providers": ["*"]})).await;
@@ -600,4 +608,29 @@ async fn lockdown_takes_effect_on_the_next_request_and_lifts_cleanly() {
     assert_eq!(get_as(&s, &k, None, &[]).await.0, 200);
     assert_eq!(anthropic(&s, &k).await.unwrap().status(), 200);
     assert_eq!(mock.count(), n + 2);
+
+    // Lockdowns are announced on the alert webhook (two on, two off).
+    for _ in 0..100 {
+        if hook.count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events: Vec<String> = hook
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["event"].to_string())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| e.contains("lockdown.on")).count(),
+        2,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.contains("lockdown.off")).count(),
+        2,
+        "{events:?}"
+    );
 }

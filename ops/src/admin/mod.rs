@@ -45,7 +45,17 @@ pub struct Control {
     pub store_kind: String,
     /// Process start.
     pub started: Instant,
+    /// Where security-relevant admin actions are announced (lockdowns, suspensions).
+    pub alerts: Option<crate::alerts::Webhook>,
 }
+
+/// Admin actions announced on the alert webhook as well as audited.
+pub const ALERTED_ACTIONS: [&str; 4] = [
+    "lockdown.on",
+    "lockdown.off",
+    "key.suspend",
+    "key.reinstate",
+];
 
 impl Control {
     /// Records an admin action.
@@ -77,6 +87,20 @@ impl Control {
         );
         e.detail = Some(detail.to_string());
         self.audit.record(e);
+        if let Some(hook) = self.alerts.clone() {
+            if ALERTED_ACTIONS.contains(&action) && decision == "ok" {
+                let event = serde_json::json!({
+                    "text": format!("Latchkey: {action} on {target} by admin {} ({detail})", admin.0.id),
+                    "event": action,
+                    "tenant": admin.0.tenant,
+                    "target": target,
+                    "actor": format!("admin:{}", admin.0.id),
+                    "detail": detail,
+                });
+                // Off the request: the admin's answer never waits for the webhook.
+                tokio::spawn(async move { hook.notify(&event).await });
+            }
+        }
     }
 }
 
