@@ -112,10 +112,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let notifier: Arc<dyn latchkey_gateway::velocity::Notifier> = match &cfg.alert_webhook {
-        Some(url) => Arc::new(WebhookNotifier {
-            hook: latchkey_ops::alerts::Webhook::parse(url)
+    let alerts = match &cfg.alert_webhook {
+        Some(url) => Some(
+            latchkey_ops::alerts::Webhook::parse(url)
                 .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?,
+        ),
+        None => None,
+    };
+    let notifier: Arc<dyn latchkey_gateway::velocity::Notifier> = match &alerts {
+        Some(hook) => Arc::new(WebhookNotifier {
+            hook: hook.clone(),
             rt: ctl_rt.handle().clone(),
         }),
         None => Arc::new(latchkey_gateway::velocity::NoNotifier),
@@ -140,13 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         gateway_url: cfg.public_url.clone(),
         store_kind: "sqlite".into(),
         started: Instant::now(),
-        alerts: match &cfg.alert_webhook {
-            Some(url) => Some(
-                latchkey_ops::alerts::Webhook::parse(url)
-                    .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?,
-            ),
-            None => None,
-        },
+        alerts,
     });
 
     let conf = ServerConf {

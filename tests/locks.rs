@@ -49,6 +49,20 @@ async fn get_as(s: &Server, key: &str, xff: Option<&str>, extra: &[(&str, &str)]
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Audit rows are written in batches off the request path: polls (up to 5 s) until the newest
+/// rows mention `needle`.
+async fn assert_audit_mentions(s: &Server, needle: &str) {
+    let mut audit = Value::Null;
+    for _ in 0..100 {
+        audit = s.admin(Method::GET, "audit?limit=100", None).await.1;
+        if audit.to_string().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no audit row mentions {needle:?}: {audit}");
+}
+
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
@@ -81,15 +95,7 @@ async fn cidr_lock_ignores_spoofed_forwarded_for_from_untrusted_peers() {
     assert_eq!(mock.count(), 1);
 
     // The refusal is audited with the lock that fired (written in batches: poll briefly).
-    let mut audit = Value::Null;
-    for _ in 0..100 {
-        audit = s.admin(Method::GET, "audit?limit=50", None).await.1;
-        if audit.to_string().contains("deny:ip_locked") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(audit.to_string().contains("deny:ip_locked"), "{audit}");
+    assert_audit_mentions(&s, "deny:ip_locked").await;
 
     // …and counted in the metrics (no auth on /metrics; loopback by default).
     let text = s
@@ -539,15 +545,7 @@ async fn velocity_spike_suspends_the_key_records_an_incident_and_notifies() {
         "{alert}"
     );
     assert!(!hook.last().all_text().contains(SECRET));
-    let mut audit = Value::Null;
-    for _ in 0..100 {
-        audit = s.admin(Method::GET, "audit?limit=100", None).await.1;
-        if audit.to_string().contains("key.suspend") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(audit.to_string().contains("key.suspend"), "{audit}");
+    assert_audit_mentions(&s, "key.suspend").await;
 
     // An admin reinstates it; it works again.
     let (st, v) = s

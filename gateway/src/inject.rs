@@ -5,6 +5,7 @@ use crate::errors::GatewayError;
 use crate::extract::KEY_HEADERS;
 use base64::Engine;
 use http::HeaderValue;
+use latchkey_policy::locks::{device, signature};
 use latchkey_vault::catalog::Upstream;
 use latchkey_vault::model::AuthScheme;
 use latchkey_vault::SecretString;
@@ -12,10 +13,10 @@ use pingora::http::RequestHeader;
 
 /// Request headers that carry Latchkey lock material and are removed before forwarding.
 pub const LOCK_HEADERS: [&str; 4] = [
-    "x-device-fingerprint",
-    "x-latchkey-timestamp",
-    "x-latchkey-nonce",
-    "x-latchkey-signature",
+    device::DEVICE_HEADER,
+    signature::TIMESTAMP_HEADER,
+    signature::NONCE_HEADER,
+    signature::SIGNATURE_HEADER,
 ];
 
 /// Builds the upstream path and query: `prefix + rest`, with the client's query preserved and,

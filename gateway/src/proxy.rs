@@ -131,8 +131,7 @@ async fn admit(
         event.detail = Some(serde_json::json!({ "ip": client.to_string() }).to_string());
         state.audit.record(event);
     }
-    let path = session.req_header().uri.path().to_string();
-    if locks::needs_body(&key, &path) {
+    if locks::needs_body(&key, session.req_header().uri.path()) {
         ctx.body = Some(read_body(session).await?);
     }
     if key.locks.signed || !key.models.is_empty() {

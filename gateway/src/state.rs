@@ -99,22 +99,7 @@ impl GatewayState {
         audit: Arc<dyn AuditSink>,
         options: GatewayOptions,
     ) -> Arc<Self> {
-        let nonces = Arc::new(LocalNonces::new(options.nonce_capacity));
-        Arc::new(GatewayState {
-            keys: KeyResolver::new(store.clone(), root.clone(), &options),
-            credentials: CredentialCache::new(store.clone(), root, &options),
-            providers: ProviderTable::new(store.clone(), options.allow_private_upstreams),
-            dns: DnsCache::new(options.allow_private_upstreams),
-            store,
-            audit,
-            options,
-            geo: None,
-            lockdown: LockdownState::default(),
-            nonces,
-            velocity: Arc::new(LocalVelocity::new(100_000)),
-            notifier: Arc::new(NoNotifier),
-            metrics: crate::metrics::Metrics::new(),
-        })
+        Self::with_extras(store, root, audit, options, None, Arc::new(NoNotifier))
     }
 
     /// Builds the state with a geo database and a notifier (the server's full wiring).
@@ -126,11 +111,22 @@ impl GatewayState {
         geo: Option<Arc<GeoDb>>,
         notifier: Arc<dyn Notifier>,
     ) -> Arc<Self> {
-        let mut state = Arc::into_inner(Self::new(store, root, audit, options))
-            .expect("a freshly built state has one owner");
-        state.geo = geo;
-        state.notifier = notifier;
-        Arc::new(state)
+        let nonces = Arc::new(LocalNonces::new(options.nonce_capacity));
+        Arc::new(GatewayState {
+            keys: KeyResolver::new(store.clone(), root.clone(), &options),
+            credentials: CredentialCache::new(store.clone(), root, &options),
+            providers: ProviderTable::new(store.clone(), options.allow_private_upstreams),
+            dns: DnsCache::new(options.allow_private_upstreams),
+            store,
+            audit,
+            options,
+            geo,
+            lockdown: LockdownState::default(),
+            nonces,
+            velocity: Arc::new(LocalVelocity::new(100_000)),
+            notifier,
+            metrics: crate::metrics::Metrics::new(),
+        })
     }
 }
 
