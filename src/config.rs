@@ -32,6 +32,30 @@ pub struct FileConfig {
     pub signature_nonce_capacity: Option<usize>,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub holds: HoldsConfig,
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+}
+
+/// `[holds]`: requests a policy parks for human approval.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldsConfig {
+    /// How long a held request waits for a decision.
+    pub timeout_seconds: Option<u64>,
+    /// Most requests held at once.
+    pub capacity: Option<usize>,
+}
+
+/// `[budgets]`: pricing of metered usage.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    /// A price table (TOML) whose entries override and extend the built-in one.
+    pub prices_file: Option<PathBuf>,
+    /// Output tokens assumed for a request that sets no `max_tokens`.
+    pub default_max_output_tokens: Option<u64>,
 }
 
 /// `[alerts]`.
@@ -202,6 +226,36 @@ impl Config {
                 anyhow::bail!("signature_nonce_capacity must be at least 1");
             }
             gateway.nonce_capacity = v;
+        }
+        if let Some(v) =
+            env_parse::<u64>("LATCHKEY_HOLD_TIMEOUT_SECONDS")?.or(file.holds.timeout_seconds)
+        {
+            if v == 0 || v > 86_400 {
+                anyhow::bail!("holds.timeout_seconds = {v} must be between 1 and 86400");
+            }
+            gateway.hold_timeout = secs(v);
+        }
+        if let Some(v) = file.holds.capacity {
+            if v == 0 {
+                anyhow::bail!("holds.capacity must be at least 1");
+            }
+            gateway.hold_capacity = v;
+        }
+        if let Some(v) = file.budgets.default_max_output_tokens {
+            gateway.default_max_output_tokens = v;
+        }
+        let prices_file = env("LATCHKEY_PRICES_FILE")
+            .map(PathBuf::from)
+            .or(file.budgets.prices_file);
+        if let Some(path) = prices_file {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read budgets.prices_file {}", path.display()))?;
+            let table = latchkey_policy::usage::PriceTable::merged(
+                latchkey_policy::usage::PriceTable::builtin(),
+                &text,
+            )
+            .map_err(|e| anyhow::anyhow!("budgets.prices_file {}: {e}", path.display()))?;
+            gateway.prices = std::sync::Arc::new(table);
         }
         let geoip_database = env("LATCHKEY_GEOIP_DATABASE")
             .map(PathBuf::from)

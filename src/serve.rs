@@ -147,6 +147,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         store_kind: "sqlite".into(),
         started: Instant::now(),
         alerts,
+        holds: state.holds.clone(),
     });
 
     let conf = ServerConf {

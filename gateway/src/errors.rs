@@ -12,6 +12,8 @@ pub struct GatewayError {
     pub code: &'static str,
     /// Human-readable explanation. Never contains a secret.
     pub message: String,
+    /// Extra response headers (`retry-after`, the key's remaining budget).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl GatewayError {
@@ -21,7 +23,14 @@ impl GatewayError {
             status,
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// `missing_key` 401.

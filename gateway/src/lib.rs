@@ -10,13 +10,17 @@
 //! 5. [`locks`]: lockdown ([`lockdown`]), client IP with auto-bind, geo ([`geo`]), device, and —
 //!    for keys that need the body — request signature and model allow-list.
 //! 6. [`velocity`]: rolling-window abuse detection that auto-suspends a key.
-//! 7. [`providers`]: the tenant's provider table and the upstream it names.
-//! 8. [`credentials`]: the decrypted credential, cached in memory and zeroized on eviction.
-//! 9. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
-//! 10. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
+//! 7. [`policy`]: the key's policy ([`policies`] holds each tenant's, compiled): block, warn,
+//!    redact, re-route, or [hold](latchkey_vault::holds) for a human's approval.
+//! 8. [`limits`]: reserve the request's worst case against rate limits and budgets.
+//! 9. [`providers`]: the tenant's provider table and the upstream it names.
+//! 10. [`credentials`]: the decrypted credential, cached in memory and zeroized on eviction.
+//! 11. [`inject`]: strip the proxy key, inject the real credential per the auth scheme.
+//! 12. [`dns`]: the upstream's socket address, resolved asynchronously and cached.
 //!
-//! [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON errors;
-//! [`metrics`] counts every request by provider and outcome.
+//! On the way back, [`metering`] reads token usage from the streaming response and settles the
+//! reservation. [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON
+//! errors; [`metrics`] counts every request by provider and outcome.
 
 pub mod credentials;
 pub mod dns;
@@ -24,9 +28,13 @@ pub mod errors;
 pub mod extract;
 pub mod geo;
 pub mod inject;
+pub mod limits;
 pub mod lockdown;
 pub mod locks;
+pub mod metering;
 pub mod metrics;
+pub mod policies;
+pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod resolve;

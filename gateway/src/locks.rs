@@ -146,12 +146,13 @@ pub fn needs_body(key: &ResolvedKey, path: &str) -> bool {
 }
 
 /// Signature and model allow-list, given the whole body (`None` when it was not read because
-/// no lock needs it).
+/// no stage needs it) and the body parsed as JSON (`None` when it is empty or not JSON).
 pub fn check_body(
     state: &GatewayState,
     key: &ResolvedKey,
     req: &RequestHeader,
     body: Option<&[u8]>,
+    json: Option<&serde_json::Value>,
     now: i64,
 ) -> Result<(), GatewayError> {
     let path = req.uri.path();
@@ -185,10 +186,7 @@ pub fn check_body(
     let names_no_model =
         body.is_none_or(|b| b.is_empty()) && model::model_from_path(path).is_none();
     if !key.models.is_empty() && !names_no_model {
-        let json = body
-            .filter(|b| !b.is_empty())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-        let requested = model::requested_model(path, json.as_ref());
+        let requested = model::requested_model(path, json);
         model::check_model(&key.models, requested.as_deref()).map_err(|d| {
             let mut e = refusal(d);
             if let Some(m) = requested {

@@ -21,6 +21,11 @@ pub struct Metrics {
     duration: HistogramVec,
     suspensions: IntCounter,
     ip_binds: IntCounter,
+    policy_decisions: IntCounterVec,
+    limit_refusals: IntCounterVec,
+    tokens: IntCounterVec,
+    spend: prometheus::CounterVec,
+    holds: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -63,11 +68,56 @@ impl Metrics {
             "Auto-bind keys bound to their first client IP.",
         )
         .expect("valid metric");
+        let policy_decisions = IntCounterVec::new(
+            Opts::new(
+                "latchkey_policy_decisions_total",
+                "Policy decisions, by policy, action and mode (enforce or shadow).",
+            ),
+            &["policy", "action", "mode"],
+        )
+        .expect("valid metric");
+        let limit_refusals = IntCounterVec::new(
+            Opts::new(
+                "latchkey_limit_refusals_total",
+                "Requests refused by a rate limit or budget, by scope (key, workload, tenant) and limit.",
+            ),
+            &["scope", "limit"],
+        )
+        .expect("valid metric");
+        let tokens = IntCounterVec::new(
+            Opts::new(
+                "latchkey_tokens_total",
+                "Tokens metered from provider responses, by provider and direction (input, output).",
+            ),
+            &["provider", "direction"],
+        )
+        .expect("valid metric");
+        let spend = prometheus::CounterVec::new(
+            Opts::new(
+                "latchkey_spend_usd_total",
+                "Spend metered from provider responses and priced from the price table, in US dollars.",
+            ),
+            &["provider"],
+        )
+        .expect("valid metric");
+        let holds = IntCounterVec::new(
+            Opts::new(
+                "latchkey_holds_total",
+                "Requests held for approval, by outcome (approved, rejected, timeout, queue_full).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(suspensions.clone()),
             Box::new(ip_binds.clone()),
+            Box::new(policy_decisions.clone()),
+            Box::new(limit_refusals.clone()),
+            Box::new(tokens.clone()),
+            Box::new(spend.clone()),
+            Box::new(holds.clone()),
         ] {
             registry.register(m).expect("metric names are unique");
         }
@@ -77,7 +127,42 @@ impl Metrics {
             duration,
             suspensions,
             ip_binds,
+            policy_decisions,
+            limit_refusals,
+            tokens,
+            spend,
+            holds,
         }
+    }
+
+    /// Counts a policy decision.
+    pub fn policy_decision(&self, policy: &str, action: &str, mode: &str) {
+        self.policy_decisions
+            .with_label_values(&[policy, action, mode])
+            .inc();
+    }
+
+    /// Counts a refusal by a rate limit or budget.
+    pub fn limit_refused(&self, scope: &str, limit: &str) {
+        self.limit_refusals.with_label_values(&[scope, limit]).inc();
+    }
+
+    /// Adds metered usage and its price.
+    pub fn usage(&self, provider: &str, input: u64, output: u64, usd: f64) {
+        self.tokens
+            .with_label_values(&[provider, "input"])
+            .inc_by(input);
+        self.tokens
+            .with_label_values(&[provider, "output"])
+            .inc_by(output);
+        if usd > 0.0 {
+            self.spend.with_label_values(&[provider]).inc_by(usd);
+        }
+    }
+
+    /// Counts how a hold ended.
+    pub fn hold(&self, outcome: &str) {
+        self.holds.with_label_values(&[outcome]).inc();
     }
 
     /// Counts one finished request.

@@ -4,7 +4,10 @@ use crate::credentials::Injectable;
 use crate::errors::GatewayError;
 use crate::extract;
 use crate::inject;
+use crate::limits::{self, CounterError};
 use crate::locks;
+use crate::metering::{self, Charge, Metering};
+use crate::policy::{self, Subject, Verdict};
 use crate::providers::RoutedProvider;
 use crate::resolve::ResolvedKey;
 use crate::route::{self, Route};
@@ -13,6 +16,9 @@ use crate::velocity;
 use async_trait::async_trait;
 use bytes::Bytes;
 use latchkey_policy::access::{self, KeyFacts};
+use latchkey_policy::limits::{Ask, ScopeKind};
+use latchkey_policy::locks::model;
+use latchkey_policy::usage;
 use latchkey_vault::audit::AuditEvent;
 use latchkey_vault::model::{AuthScheme, KeyStatus};
 use pingora::http::ResponseHeader;
@@ -20,6 +26,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +60,20 @@ pub struct RequestCtx {
     /// Set when Latchkey refused or failed the request itself.
     error: Option<GatewayError>,
     audit: bool,
+    /// The body to forward instead of the client's (a policy redacted or re-routed it).
+    upstream_body: Option<Bytes>,
+    /// The policy decision, for the audit log.
+    verdict: Option<Verdict>,
+    /// A `warn` rule matched: forward, and flag it.
+    warned: bool,
+    /// The model the request is for (after any policy re-route), for pricing.
+    model: Option<String>,
+    /// The budget reservation to settle when the response is done.
+    charge: Option<Charge>,
+    /// Whether the response must be metered (budgets or token velocity).
+    meter_wanted: bool,
+    /// The response meter, once the response header arrived.
+    metering: Option<Metering>,
 }
 
 fn new_request_id() -> String {
@@ -67,6 +88,8 @@ async fn admit(
     provider_id: &str,
     rest: &str,
 ) -> Result<(), GatewayError> {
+    let mut provider_id = Cow::Borrowed(provider_id);
+    let mut rest = Cow::Borrowed(rest);
     let presented =
         extract::presented(&session.req_header().headers).ok_or_else(GatewayError::missing_key)?;
     ctx.carrier = presented.header;
@@ -90,7 +113,7 @@ async fn admit(
             format!("this proxy key is suspended ({why}); an admin can reinstate it"),
         ));
     }
-    if let Err(denial) = access::check(&facts, provider_id, now) {
+    if let Err(denial) = access::check(&facts, &provider_id, now) {
         let (status, message) = match denial {
             access::Denial::Revoked => (401, "this proxy key has been revoked".to_string()),
             access::Denial::Expired => (401, "this proxy key has expired".to_string()),
@@ -103,12 +126,12 @@ async fn admit(
     }
 
     // The provider definition (a cache read), so refusals below are attributed to it.
-    let routed = state.providers.get(&key.tenant, provider_id).await?;
+    let mut routed = state.providers.get(&key.tenant, &provider_id).await?;
     ctx.provider = Some(routed.clone());
 
     // Locks, in the order of policy::locks: lockdown, IP, geo, device, signature, model; then
     // velocity, so refused requests never count against a key.
-    locks::check_lockdown(state, &key.tenant, provider_id).map_err(locks::refusal)?;
+    locks::check_lockdown(state, &key.tenant, &provider_id).map_err(locks::refusal)?;
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -131,13 +154,160 @@ async fn admit(
         event.detail = Some(serde_json::json!({ "ip": client.to_string() }).to_string());
         state.audit.record(event);
     }
-    if locks::needs_body(&key, session.req_header().uri.path()) {
+    // The tenant's policies and limits: a lock-free read after its first request.
+    let rules = state
+        .policies
+        .get(state.store.as_ref(), &key.tenant)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot load policies");
+            GatewayError::new(
+                503,
+                "store_unavailable",
+                "policies cannot be loaded right now",
+            )
+        })?;
+    let policy = rules
+        .policy_for(key.policy.as_deref())
+        .map_err(|e| GatewayError::new(503, "policy_unavailable", e.to_string()))?
+        .cloned();
+    let wants_estimate = limits::needs_estimate(&key, &rules);
+
+    // The body, read once (within Pingora's retry buffer) and parsed once, only when a stage
+    // needs it: signature, model allow-list, a policy that reads prompts, or a budget estimate.
+    let needs_body = locks::needs_body(&key, session.req_header().uri.path())
+        || policy.as_ref().is_some_and(|p| p.needs_body())
+        || wants_estimate;
+    if needs_body {
         ctx.body = Some(read_body(session).await?);
     }
+    let mut json: Option<serde_json::Value> = ctx
+        .body
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .and_then(|b| serde_json::from_slice(b).ok());
     if key.locks.signed || !key.models.is_empty() {
-        locks::check_body(state, &key, session.req_header(), ctx.body.as_deref(), now)?;
+        locks::check_body(
+            state,
+            &key,
+            session.req_header(),
+            ctx.body.as_deref(),
+            json.as_ref(),
+            now,
+        )?;
     }
     velocity::observe(state, &key, client, now).await?;
+    ctx.model = model::requested_model(&rest, json.as_ref());
+
+    // Policy: block, flag, redact, re-route or hold.
+    let mut rewrite = false;
+    if let Some(policy) = &policy {
+        let effects = policy::enforce(
+            state,
+            &key,
+            policy,
+            Subject {
+                provider: &provider_id,
+                method: session.req_header().method.as_str(),
+                path: &rest,
+                model: ctx.model.as_deref(),
+                headers: &session.req_header().headers,
+                body: json.as_mut(),
+                request_id: &ctx.request_id,
+            },
+            &mut ctx.verdict,
+        )
+        .await?;
+        ctx.warned = effects.warned;
+        rewrite = effects.body_changed;
+        if let Some(route) = effects.route {
+            if let Some(model) = route.model {
+                match json.as_mut().and_then(|j| j.get_mut("model")) {
+                    Some(slot @ serde_json::Value::String(_)) => {
+                        *slot = serde_json::Value::String(model.clone());
+                        rewrite = true;
+                    }
+                    _ => {
+                        if let Some(old) = ctx.model.as_deref() {
+                            rest = Cow::Owned(rest.replacen(old, &model, 1));
+                        }
+                    }
+                }
+                ctx.model = Some(model);
+            }
+            if let Some(p) = route.provider.filter(|p| *p != *provider_id) {
+                routed = state.providers.get(&key.tenant, &p).await?;
+                locks::check_lockdown(state, &key.tenant, &p).map_err(locks::refusal)?;
+                provider_id = Cow::Owned(p);
+                ctx.provider = Some(routed.clone());
+            }
+        }
+    }
+
+    // Limits: reserve the worst case now, settle the metered usage after the response.
+    if key.limits.is_some() || rules.tenant_limits.is_some() || !rules.workload_limits.is_empty() {
+        let ids = limits::ScopeIds::of(&key);
+        let scopes = limits::scopes(&key, &rules, &ids);
+        if !scopes.is_empty() {
+            let (tokens, cost) = if wants_estimate {
+                let est = usage::estimate(
+                    json.as_ref().unwrap_or(&serde_json::Value::Null),
+                    ctx.body.as_ref().map_or(0, |b| b.len()),
+                    state.options.default_max_output_tokens,
+                );
+                let cost = est.cost_micros(
+                    &state.prices,
+                    &provider_id,
+                    ctx.model.as_deref().unwrap_or(""),
+                );
+                (est.input_tokens + est.output_tokens, cost)
+            } else {
+                (0, 0)
+            };
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            match state
+                .counters
+                .reserve(&scopes, Ask::new(tokens, cost), now_ms)
+                .await
+            {
+                Ok(granted) => {
+                    ctx.charge = Some(Charge {
+                        reserved: granted.reserved,
+                        worst_tokens: tokens,
+                        worst_cost_micros: cost,
+                    });
+                }
+                Err(CounterError::Exceeded(e)) => {
+                    state
+                        .metrics
+                        .limit_refused(e.scope.as_str(), e.kind.as_str());
+                    let own: Vec<_> = scopes
+                        .iter()
+                        .filter(|s| s.kind == ScopeKind::Key)
+                        .copied()
+                        .collect();
+                    let headroom = state.counters.headroom(&own, now_ms).await;
+                    return Err(limits::refusal(&e, &headroom));
+                }
+                Err(CounterError::Unavailable(why)) => {
+                    tracing::error!(error = %why, "limit counters unavailable");
+                    return Err(GatewayError::new(
+                        503,
+                        "limits_unavailable",
+                        "rate limits cannot be checked right now",
+                    ));
+                }
+            }
+        }
+    }
+    ctx.meter_wanted = ctx.charge.is_some() || velocity::watches_tokens(&key);
+    if rewrite {
+        if let Some(j) = &json {
+            let bytes = serde_json::to_vec(j)
+                .map_err(|_| GatewayError::internal("the rewritten body could not be encoded"))?;
+            ctx.upstream_body = Some(Bytes::from(bytes));
+        }
+    }
 
     if !routed.provider.proxying {
         return Err(GatewayError::new(
@@ -160,12 +330,12 @@ async fn admit(
     if routed.provider.auth != AuthScheme::None {
         let cred = state
             .credentials
-            .get(&key.tenant, provider_id, key.workload.as_deref())
+            .get(&key.tenant, &provider_id, key.workload.as_deref())
             .await?;
         ctx.credential = Some(cred);
     }
     ctx.peer = Some(state.dns.lookup(&upstream.host, upstream.port).await?);
-    ctx.rest = rest.to_string();
+    ctx.rest = rest.into_owned();
     Ok(())
 }
 
@@ -177,7 +347,7 @@ async fn read_body(session: &mut Session) -> Result<Bytes, GatewayError> {
             413,
             "payload_too_large",
             format!(
-                "keys with signed requests or a model allow-list accept request bodies up to {} KiB",
+                "request bodies Latchkey must inspect (signed requests, model allow-lists, policies that read prompts, token budgets) may be at most {} KiB",
                 locks::MAX_INSPECTED_BODY / 1024
             ),
         )
@@ -223,7 +393,11 @@ async fn respond_json(
     status: u16,
     body: Bytes,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(status, Some(4))?;
+    let extra = ctx.error.as_ref().map_or(&[][..], |e| &e.headers[..]);
+    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    for (name, value) in extra {
+        h.insert_header(*name, value.as_str())?;
+    }
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
@@ -268,6 +442,13 @@ impl ProxyHttp for Gateway {
             peer: None,
             error: None,
             audit: true,
+            upstream_body: None,
+            verdict: None,
+            warned: false,
+            model: None,
+            charge: None,
+            meter_wanted: false,
+            metering: None,
         }
     }
 
@@ -377,6 +558,32 @@ impl ProxyHttp for Gateway {
                 "request rewrite failed",
             ));
         }
+        if let Some(body) = &ctx.upstream_body {
+            // A policy rewrote the body: announce its real length.
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if ctx.upstream_body.is_none() {
+            return Ok(());
+        }
+        // The client's body was read whole before the upstream was chosen, so Pingora replays
+        // it here in one piece; forward the rewritten body in its place. A non-final chunk
+        // becomes empty rather than `None`, which would end the upstream body early.
+        if end_of_stream {
+            *body = ctx.upstream_body.clone();
+        } else if body.is_some() {
+            *body = Some(Bytes::new());
+        }
         Ok(())
     }
 
@@ -387,7 +594,30 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if ctx.warned {
+            if let Some(v) = &ctx.verdict {
+                let rule = v.rule.as_deref().unwrap_or("default");
+                upstream_response
+                    .insert_header("x-latchkey-policy-warning", format!("{}/{rule}", v.policy))?;
+            }
+        }
+        if ctx.meter_wanted {
+            ctx.metering = Some(Metering::start(upstream_response));
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        if let (Some(m), Some(chunk)) = (ctx.metering.as_mut(), body.as_ref()) {
+            m.feed(chunk);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -413,11 +643,13 @@ impl ProxyHttp for Gateway {
             // client does not send its next request into a closed socket.
             session.set_keepalive(None);
             let body = err.body(&ctx.request_id);
+            ctx.error = Some(err);
             if let Err(write_err) = respond_json(session, ctx, status, body).await {
                 tracing::debug!(error = %write_err, "could not write error response");
             }
+        } else {
+            ctx.error = Some(err);
         }
-        ctx.error = Some(err);
         FailToProxy {
             error_code: status,
             can_reuse_downstream: false,
@@ -439,9 +671,27 @@ impl ProxyHttp for Gateway {
                 "anonymous".to_string(),
             ),
         };
-        let decision = match &ctx.error {
-            None => "allow".to_string(),
-            Some(e) => format!("deny:{}", e.code),
+        let decision = match (&ctx.error, &ctx.verdict) {
+            (Some(e), _) => format!("deny:{}", e.code),
+            (None, Some(v)) if !v.shadow => v.action.as_str().to_string(),
+            (None, _) => "allow".to_string(),
+        };
+        let provider_id = ctx
+            .provider
+            .as_ref()
+            .map_or("none", |p| p.provider.id.as_str());
+        let settled = if ctx.charge.is_some() || ctx.metering.is_some() {
+            metering::settle(
+                &self.state,
+                ctx.key.as_deref(),
+                provider_id,
+                ctx.model.as_deref(),
+                ctx.metering.take(),
+                ctx.charge.take(),
+            )
+            .await
+        } else {
+            None
         };
         let elapsed = ctx.started.elapsed();
         self.state.metrics.observe_request(
@@ -458,7 +708,29 @@ impl ProxyHttp for Gateway {
         event.status = status;
         event.latency_ms = Some(elapsed.as_millis() as i64);
         event.request_id = Some(ctx.request_id.clone());
-        if let Some(c) = &ctx.credential {
+        if ctx.verdict.is_some() || settled.is_some() {
+            let mut detail = serde_json::Map::new();
+            if let Some(c) = &ctx.credential {
+                detail.insert("credential".into(), c.credential_id.clone().into());
+            }
+            if let Some(v) = &ctx.verdict {
+                detail.insert("policy".into(), v.to_json());
+            }
+            if let Some(s) = &settled {
+                detail.insert(
+                    "usage".into(),
+                    serde_json::json!({
+                        "input_tokens": s.usage.map(|u| u.input_tokens),
+                        "output_tokens": s.usage.map(|u| u.output_tokens),
+                        "charged_tokens": s.tokens,
+                        "cost_usd": s.cost_micros as f64 / 1_000_000.0,
+                        "estimated": s.estimated,
+                        "model": ctx.model,
+                    }),
+                );
+            }
+            event.detail = Some(serde_json::Value::Object(detail).to_string());
+        } else if let Some(c) = &ctx.credential {
             // Credential ids are `cred_` + base62, so no JSON escaping is needed.
             event.detail = Some(format!(r#"{{"credential":"{}"}}"#, c.credential_id));
         }

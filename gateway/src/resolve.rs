@@ -6,6 +6,7 @@
 
 use crate::errors::GatewayError;
 use crate::state::GatewayOptions;
+use latchkey_policy::limits::Limits;
 use latchkey_policy::locks::KeyLocks;
 use latchkey_vault::envelope::{self, Binding};
 use latchkey_vault::keyfmt::{self, KeyKind};
@@ -26,6 +27,10 @@ pub struct ResolvedKey {
     pub locks: KeyLocks,
     /// The decrypted per-key signing secret, for keys that require signed requests.
     pub signing: Option<SecretString>,
+    /// The key's own limits (`record.limits` parsed); `None` when it has none.
+    pub limits: Option<Limits>,
+    /// The key's budget scope id (`tenant/key/ID`), built once.
+    pub scope_id: String,
 }
 
 impl std::ops::Deref for ResolvedKey {
@@ -75,7 +80,16 @@ pub fn prepare(root: &RootKey, record: KeyRecord) -> Result<ResolvedKey, String>
         }
         _ => None,
     };
+    let limits = if record.limits.is_null() {
+        None
+    } else {
+        let l: Limits = serde_json::from_value(record.limits.clone())
+            .map_err(|e| format!("key {} has unreadable limits: {e}", record.id))?;
+        (!l.is_empty()).then_some(l)
+    };
     Ok(ResolvedKey {
+        scope_id: format!("{}/key/{}", record.tenant, record.id),
+        limits,
         record,
         locks,
         signing,

@@ -3,7 +3,9 @@
 use crate::credentials::CredentialCache;
 use crate::dns::DnsCache;
 use crate::geo::GeoDb;
+use crate::limits::{Counters, LocalCounters};
 use crate::lockdown::LockdownState;
+use crate::policies::PolicyBook;
 use crate::providers::ProviderTable;
 use crate::resolve::KeyResolver;
 use crate::velocity::{NoNotifier, Notifier};
@@ -11,7 +13,9 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use latchkey_policy::locks::nonce::{LocalNonces, NonceStore};
 use latchkey_policy::locks::velocity::{LocalVelocity, VelocityCounter};
+use latchkey_policy::usage::PriceTable;
 use latchkey_vault::audit::AuditSink;
+use latchkey_vault::holds::LocalHolds;
 use latchkey_vault::notify::{Change, ChangeListener};
 use latchkey_vault::rootkey::RootKey;
 use latchkey_vault::store::Store;
@@ -42,6 +46,14 @@ pub struct GatewayOptions {
     /// Most signed-request nonces remembered at once (each for twice the window). When full,
     /// signed requests are refused rather than replay protection weakened.
     pub nonce_capacity: usize,
+    /// How long a request held by a policy waits for an admin's decision.
+    pub hold_timeout: Duration,
+    /// Most requests held at once; more are refused with `hold_queue_full`.
+    pub hold_capacity: usize,
+    /// Output tokens assumed for the worst case of a request that sets no `max_tokens`.
+    pub default_max_output_tokens: u64,
+    /// Model prices for budgets (the built-in table, or it merged with an operator's file).
+    pub prices: Arc<PriceTable>,
 }
 
 impl Default for GatewayOptions {
@@ -57,6 +69,10 @@ impl Default for GatewayOptions {
             trusted_proxies: Vec::new(),
             signature_window_secs: latchkey_policy::locks::signature::DEFAULT_WINDOW_SECS,
             nonce_capacity: 1_000_000,
+            hold_timeout: crate::policy::DEFAULT_HOLD_TIMEOUT,
+            hold_capacity: 1_000,
+            default_max_output_tokens: 4_096,
+            prices: Arc::new(PriceTable::builtin().clone()),
         }
     }
 }
@@ -89,6 +105,14 @@ pub struct GatewayState {
     pub notifier: Arc<dyn Notifier>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Each tenant's compiled policies and scope limits.
+    pub policies: PolicyBook,
+    /// Rate-limit and budget counters.
+    pub counters: Arc<dyn Counters>,
+    /// Requests parked for approval.
+    pub holds: Arc<LocalHolds>,
+    /// Model prices, for budgets.
+    pub prices: Arc<PriceTable>,
 }
 
 impl GatewayState {
@@ -112,6 +136,8 @@ impl GatewayState {
         notifier: Arc<dyn Notifier>,
     ) -> Arc<Self> {
         let nonces = Arc::new(LocalNonces::new(options.nonce_capacity));
+        let holds = Arc::new(LocalHolds::new(options.hold_capacity));
+        let prices = options.prices.clone();
         Arc::new(GatewayState {
             keys: KeyResolver::new(store.clone(), root.clone(), &options),
             credentials: CredentialCache::new(store.clone(), root, &options),
@@ -126,6 +152,10 @@ impl GatewayState {
             velocity: Arc::new(LocalVelocity::new(100_000)),
             notifier,
             metrics: crate::metrics::Metrics::new(),
+            policies: PolicyBook::default(),
+            counters: Arc::new(LocalCounters::default()),
+            holds,
+            prices,
         })
     }
 }
@@ -137,6 +167,14 @@ impl ChangeListener for GatewayState {
             Change::Key { hash } => self.keys.invalidate(&hash).await,
             Change::Credentials { .. } => self.credentials.invalidate_all(),
             Change::Providers { tenant } => self.providers.invalidate(&tenant).await,
+            Change::Policies { tenant } => {
+                if let Err(e) = self.policies.reload(self.store.as_ref(), &tenant).await {
+                    // Serving the old set would ignore the admin's change; make the next
+                    // request load it again instead.
+                    tracing::error!(error = %e, %tenant, "could not reload policies");
+                    self.policies.forget(&tenant);
+                }
+            }
             Change::Lockdown => {
                 if let Err(e) = self.lockdown.reload(self.store.as_ref()).await {
                     tracing::error!(error = %e, "could not reload lockdown switches");

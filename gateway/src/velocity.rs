@@ -58,6 +58,32 @@ pub async fn observe(
     ))
 }
 
+/// Counts the tokens a finished response used. A spike suspends the key for its next requests
+/// (this one has already been answered).
+pub async fn observe_tokens(state: &Arc<GatewayState>, key: &ResolvedKey, tokens: u64, now: i64) {
+    let Some(thresholds) = key.locks.velocity.as_ref() else {
+        return;
+    };
+    if thresholds.max_tokens.is_none() {
+        return;
+    }
+    if let Some(spike) = state
+        .velocity
+        .observe_tokens(&key.id, thresholds, now, tokens)
+    {
+        state.metrics.key_suspended();
+        suspend(state, key, &spike).await;
+    }
+}
+
+/// Whether this key's token velocity is watched (so responses must be metered).
+pub fn watches_tokens(key: &ResolvedKey) -> bool {
+    key.locks
+        .velocity
+        .as_ref()
+        .is_some_and(|t| t.max_tokens.is_some())
+}
+
 fn describe(spike: &Spike) -> String {
     use latchkey_policy::locks::velocity::SpikeKind::*;
     match spike.kind {

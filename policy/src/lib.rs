@@ -5,7 +5,9 @@
 //! fuzzable. Later stages (locks, policies, budgets) join this crate as sibling modules.
 
 pub mod access;
+pub mod limits;
 pub mod locks;
 pub mod pii;
 pub mod resilience;
 pub mod rules;
+pub mod usage;

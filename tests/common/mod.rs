@@ -392,23 +392,55 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
     }
     if path.ends_with("/chat/completions") {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        // Test knobs: `x-mock-usage: IN,OUT` (reported usage, default 3,3), `x-mock-delay-ms`
+        // (answer late), `x-mock-fragment: N` (stream in N-byte pieces, splitting lines and
+        // JSON anywhere).
+        let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+        let (inp, outp) = header("x-mock-usage")
+            .and_then(|u| u.split_once(','))
+            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+            .unwrap_or((3, 3));
+        let usage = serde_json::json!({"prompt_tokens": inp, "completion_tokens": outp, "total_tokens": inp + outp});
+        if let Some(ms) = header("x-mock-delay-ms").and_then(|d| d.parse::<u64>().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         if v["stream"] == serde_json::json!(true) {
             let mut out = String::new();
-            for (i, word) in ["Hello", " from", " mock"].iter().enumerate() {
-                let chunk = serde_json::json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":word},"finish_reason":null}]});
-                let _ = i;
+            for word in ["Hello", " from", " mock"] {
+                let chunk = serde_json::json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":word},"finish_reason":null}],"usage":null});
+                out.push_str(&format!("data: {chunk}\n\n"));
+            }
+            if v["stream_options"]["include_usage"] == serde_json::json!(true) {
+                let chunk = serde_json::json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage": usage});
                 out.push_str(&format!("data: {chunk}\n\n"));
             }
             out.push_str("data: [DONE]\n\n");
+            let body = match header("x-mock-fragment").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n > 0 => {
+                    let pieces: Vec<Result<Bytes, std::io::Error>> = out
+                        .into_bytes()
+                        .chunks(n)
+                        .map(|c| Ok(Bytes::copy_from_slice(c)))
+                        .collect();
+                    let stream =
+                        futures::StreamExt::then(futures::stream::iter(pieces), |p| async move {
+                            // A pause per piece so the gateway really sees them one by one.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            p
+                        });
+                    Body::from_stream(stream)
+                }
+                _ => Body::from(out),
+            };
             return Response::builder()
                 .header("content-type", "text/event-stream")
-                .body(Body::from(out))
+                .body(body)
                 .unwrap();
         }
         let resp = serde_json::json!({
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": v["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from mock"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+            "usage": usage
         });
         return Response::builder()
             .header("content-type", "application/json")

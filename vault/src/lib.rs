@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod envelope;
+pub mod holds;
 pub mod keyfmt;
 pub mod model;
 pub mod notify;

@@ -260,6 +260,14 @@ pub struct KeyRecord {
     /// Last change by the store's status / binding calls or by an admin update.
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Name of the policy attached to this key (a [`PolicyRecord`] of the same tenant); `None`
+    /// means the tenant's default policy, if any, applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The key's own rate limits and spend caps: opaque JSON of
+    /// `latchkey_policy::limits::Limits`; `null` means none.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub limits: serde_json::Value,
 }
 
 impl KeyRecord {
@@ -324,6 +332,54 @@ impl Incident {
             resolved_at: None,
         }
     }
+}
+
+/// A policy document stored for a tenant: the TOML text exactly as applied, plus what the control
+/// plane learned when it compiled it. The vault does not interpret the document; the gateway
+/// compiles it with `latchkey_policy::rules`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The policy's `name` (unique per tenant).
+    pub name: String,
+    /// The document (TOML).
+    pub document: String,
+    /// SHA-256 of the canonical document (`CompiledPolicy::fingerprint`), so audit events can
+    /// name the exact version that decided.
+    pub fingerprint: String,
+    /// `enforce` or `shadow`.
+    pub mode: String,
+    /// How many rules it has.
+    pub rules: usize,
+    /// First applied.
+    pub created_at: DateTime<Utc>,
+    /// Last applied.
+    pub updated_at: DateTime<Utc>,
+    /// Who applied it last (`admin:adm_…`).
+    pub updated_by: String,
+}
+
+/// Rate limits and spend caps that apply to a whole tenant or to one workload of it, beside
+/// each key's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopeLimits {
+    /// Owning tenant.
+    pub tenant: String,
+    /// `tenant`, or `workload:NAME`.
+    pub scope: String,
+    /// Opaque JSON of `latchkey_policy::limits::Limits`.
+    pub limits: serde_json::Value,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// [`ScopeLimits::scope`] of tenant-wide limits.
+pub const TENANT_SCOPE: &str = "tenant";
+
+/// [`ScopeLimits::scope`] of a workload's limits.
+pub fn workload_scope(workload: &str) -> String {
+    format!("workload:{workload}")
 }
 
 /// An admin API token, stored hashed.

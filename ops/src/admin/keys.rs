@@ -12,6 +12,7 @@
 //!   in `signing_secret`; `false` removes it. Only the sealed secret is stored.
 //! - `velocity`: `{window_secs?, max_requests?, max_tokens?, max_distinct_ips?}` or `null`.
 
+use super::limits::check_limits;
 use super::providers::merged;
 use super::{Admin, ApiError, Ctl};
 use axum::body::Bytes;
@@ -20,6 +21,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use latchkey_policy::limits::Limits;
 use latchkey_policy::locks::device::fingerprint_hash;
 use latchkey_policy::locks::geo::GeoLock;
 use latchkey_policy::locks::ip::{parse_ip_spec, IpLock};
@@ -86,6 +88,10 @@ pub struct NewKey {
     signed: bool,
     #[serde(default)]
     velocity: Option<VelocityBody>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    limits: Option<Limits>,
 }
 
 /// Body of `PATCH /api/v1/keys/{id}`. `workload`, `expires_at` and `velocity` accept `null` to
@@ -109,6 +115,20 @@ pub struct KeyPatch {
     signed: Option<bool>,
     #[serde(default, with = "double_option")]
     velocity: Option<Option<VelocityBody>>,
+    #[serde(default, with = "double_option")]
+    policy: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    limits: Option<Option<Limits>>,
+}
+
+/// A policy a key is about to name must exist.
+async fn check_policy(ctl: &Ctl, tenant: &str, name: &str) -> Result<(), ApiError> {
+    if ctl.store.get_policy(tenant, name).await?.is_none() {
+        return Err(ApiError::invalid(format!(
+            "policy: no policy {name:?} (apply it first: latchkey policy apply FILE)"
+        )));
+    }
+    Ok(())
 }
 
 mod double_option {
@@ -377,6 +397,17 @@ pub async fn create(
             velocity: n.velocity.map(Some),
         },
     )?;
+    if let Some(p) = &n.policy {
+        check_policy(&ctl, &tenant, p).await?;
+        fields.push("policy");
+    }
+    let limits = match &n.limits {
+        Some(l) => {
+            fields.push("limits");
+            check_limits(l)?
+        }
+        None => Value::Null,
+    };
     let key = keyfmt::generate(KeyKind::Proxy);
     let now = Utc::now();
     let mut rec = KeyRecord {
@@ -397,6 +428,8 @@ pub async fn create(
         signing: None,
         suspended_reason: None,
         updated_at: None,
+        policy: n.policy,
+        limits,
     };
     let secret = if n.signed {
         fields.push("signed");
@@ -513,6 +546,20 @@ pub async fn patch(
             velocity: p.velocity,
         },
     )?);
+    if let Some(policy) = p.policy {
+        if let Some(name) = &policy {
+            check_policy(&ctl, &tenant, name).await?;
+        }
+        rec.policy = policy;
+        fields.push("policy");
+    }
+    if let Some(l) = p.limits {
+        rec.limits = match &l {
+            Some(l) => check_limits(l)?,
+            None => Value::Null,
+        };
+        fields.push("limits");
+    }
     let secret = match p.signed {
         Some(true) => {
             fields.push("signed");

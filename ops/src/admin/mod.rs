@@ -6,9 +6,12 @@
 
 mod credentials;
 mod error;
+mod holds;
 mod incidents;
 mod keys;
+mod limits;
 mod lockdown;
+mod policies;
 mod providers;
 mod system;
 
@@ -19,6 +22,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
 use latchkey_vault::audit::{AuditEvent, AuditSink};
+use latchkey_vault::holds::HoldDesk;
 use latchkey_vault::keyfmt::{self, KeyKind};
 use latchkey_vault::model::AdminToken;
 use latchkey_vault::notify::ChangeListener;
@@ -47,6 +51,8 @@ pub struct Control {
     pub started: Instant,
     /// Where security-relevant admin actions are announced (lockdowns, suspensions).
     pub alerts: Option<crate::alerts::Webhook>,
+    /// Requests parked for approval.
+    pub holds: Arc<dyn HoldDesk>,
 }
 
 /// Admin actions announced on the alert webhook as well as audited.
@@ -169,6 +175,24 @@ pub fn router(ctl: Arc<Control>) -> Router {
         .route("/api/v1/lockdown/lift", post(lockdown::lift))
         .route("/api/v1/incidents", get(incidents::list))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
+        .route(
+            "/api/v1/policies",
+            get(policies::list).post(policies::apply),
+        )
+        .route("/api/v1/policies/detach", post(policies::detach))
+        .route(
+            "/api/v1/policies/{name}",
+            get(policies::get_one).delete(policies::delete),
+        )
+        .route("/api/v1/policies/{name}/attach", post(policies::attach))
+        .route("/api/v1/limits", get(limits::list))
+        .route(
+            "/api/v1/limits/{scope}",
+            axum::routing::put(limits::put).delete(limits::delete),
+        )
+        .route("/api/v1/holds", get(holds::list))
+        .route("/api/v1/holds/{id}/approve", post(holds::approve))
+        .route("/api/v1/holds/{id}/reject", post(holds::reject))
         .route("/api/v1/audit", get(system::audit_list))
         .route("/api/v1/audit/verify", get(system::audit_verify))
         .fallback(|| async { ApiError::not_found("no such admin endpoint") })

@@ -88,4 +88,14 @@ impl Admin {
     pub fn patch(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::PATCH, path, Some(body))
     }
+
+    /// PUT.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::PUT, path, Some(body))
+    }
+
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::DELETE, path, None)
+    }
 }

@@ -1,6 +1,7 @@
 //! What each client command does.
 
 use super::client::Admin;
+use super::governance::{self, limits_text, merge_limits};
 use super::state::{CliState, SavedKey};
 use super::{
     AuditCommand, Cli, Command, IncidentsCommand, KeysCommand, LockArgs, LockdownCommand,
@@ -57,6 +58,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Test { policy, request }) => {
             policy_test(json_out, &policy, &request)
         }
+        Command::Policy(PolicyCommand::Apply {
+            file,
+            key,
+            tenant_default,
+        }) => governance::policy_apply(&state, json_out, &file, key, tenant_default),
+        Command::Policy(PolicyCommand::Get { name, key }) => {
+            governance::policy_get(&state, json_out, name, key)
+        }
+        Command::Policy(PolicyCommand::Detach {
+            key,
+            tenant_default,
+        }) => governance::policy_detach(&state, json_out, key, tenant_default),
+        Command::Policy(PolicyCommand::Delete { name }) => {
+            governance::policy_delete(&state, json_out, &name)
+        }
+        Command::Holds(h) => governance::holds(&state, json_out, h),
+        Command::Limits(l) => governance::limits(&state, json_out, l),
     }
 }
 
@@ -86,7 +104,7 @@ fn policy_test(
 }
 
 /// Prints JSON or the text rendering.
-fn emit(json_out: bool, v: Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(super) fn emit(json_out: bool, v: Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -98,7 +116,7 @@ fn emit(json_out: bool, v: Value, text: impl FnOnce() -> String) -> anyhow::Resu
     Ok(())
 }
 
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(x) => x.clone(),
@@ -109,7 +127,7 @@ fn s(v: &Value) -> String {
 }
 
 /// Renders rows as an aligned table.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -431,7 +449,7 @@ fn keys_text(v: &Value) -> String {
 
 fn key_text(k: &Value) -> String {
     format!(
-        "{} {} ({}) providers={} workload={} status={} expires={} locks: {}",
+        "{} {} ({}) providers={} workload={} status={} expires={} policy={} limits: {} locks: {}",
         s(&k["id"]),
         s(&k["name"]),
         s(&k["prefix"]),
@@ -439,6 +457,8 @@ fn key_text(k: &Value) -> String {
         s(&k["workload"]),
         status_text_of(k),
         s(&k["expires_at"]),
+        s(&k["policy"]),
+        limits_text(&k["limits"]),
         locks_text(k)
     )
 }
@@ -459,9 +479,17 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             expires_at,
             expires,
             signed,
+            policy,
             locks,
+            limits,
         } => {
             let mut body = json!({ "name": name, "providers": providers, "models": models });
+            if let Some(p) = policy {
+                body["policy"] = json!(p);
+            }
+            if !limits.is_empty() {
+                merge_limits(&mut body["limits"], &limits);
+            }
             if let Some(w) = workload {
                 body["workload"] = json!(w);
             }
@@ -520,9 +548,28 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             no_geo,
             clear_device,
             no_velocity,
+            policy,
+            no_policy,
+            no_limits,
             locks,
+            limits,
         } => {
             let mut body = json!({});
+            if let Some(p) = policy {
+                body["policy"] = json!(p);
+            }
+            if no_policy {
+                body["policy"] = Value::Null;
+            }
+            if no_limits {
+                body["limits"] = Value::Null;
+            }
+            if !limits.is_empty() {
+                // Other limits of the key are kept: start from what it has.
+                let mut current = admin.get(&format!("keys/{id}"))?["limits"].clone();
+                merge_limits(&mut current, &limits);
+                body["limits"] = current;
+            }
             if let Some(n) = name {
                 body["name"] = json!(n);
             }
@@ -568,7 +615,7 @@ fn keys(state: &mut CliState, json_out: bool, cmd: KeysCommand) -> anyhow::Resul
             }
             lock_body(&mut body, locks);
             if body.as_object().is_some_and(|o| o.is_empty()) {
-                bail!("nothing to update: give --name, --provider, --workload, --models, an expiry or a lock option");
+                bail!("nothing to update: give --name, --provider, --workload, --models, an expiry, a lock, a limit or a policy option");
             }
             let v = admin.patch(&format!("keys/{id}"), &body)?;
             if clear_device {

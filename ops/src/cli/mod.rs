@@ -5,6 +5,7 @@
 mod client;
 mod commands;
 mod device;
+mod governance;
 mod state;
 
 use clap::{Args, Parser, Subcommand};
@@ -82,6 +83,40 @@ pub enum Command {
     /// Work with policies (the policy engine's declarative TOML format).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Requests a policy held for human approval.
+    #[command(subcommand)]
+    Holds(HoldsCommand),
+    /// Rate limits and spend caps of the whole tenant or of a workload (a key's own limits are
+    /// set with `keys create|update --rpm/--tpm/--budget-*`).
+    #[command(subcommand)]
+    Limits(LimitsCommand),
+}
+
+/// Rate limits and spend caps, shared by `keys create|update` and `limits set`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct LimitArgs {
+    /// Most requests per minute.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u64>,
+    /// Most tokens (input + output) per minute.
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
+    /// Spend cap per UTC day, in US dollars.
+    #[arg(long, value_name = "USD")]
+    pub budget_daily: Option<f64>,
+    /// Spend cap per UTC month, in US dollars.
+    #[arg(long, value_name = "USD")]
+    pub budget_monthly: Option<f64>,
+}
+
+impl LimitArgs {
+    /// Whether any limit was given.
+    pub fn is_empty(&self) -> bool {
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.budget_daily.is_none()
+            && self.budget_monthly.is_none()
+    }
 }
 
 /// Lock options shared by `keys create` and `keys update`.
@@ -141,9 +176,15 @@ pub enum KeysCommand {
         /// Require signed requests; the signing secret is printed once.
         #[arg(long)]
         signed: bool,
+        /// Attach this policy (applied earlier with `latchkey policy apply`).
+        #[arg(long)]
+        policy: Option<String>,
         /// Locks.
         #[command(flatten)]
         locks: LockArgs,
+        /// Rate limits and spend caps.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Change a key's name, scope, expiry or locks.
     Update {
@@ -191,9 +232,21 @@ pub enum KeysCommand {
         /// Turn velocity detection off.
         #[arg(long, conflicts_with_all = ["velocity_requests", "velocity_tokens", "velocity_ips", "velocity_window"])]
         no_velocity: bool,
+        /// Attach this policy.
+        #[arg(long, conflicts_with = "no_policy")]
+        policy: Option<String>,
+        /// Detach the key's policy (the tenant default, if any, applies again).
+        #[arg(long)]
+        no_policy: bool,
+        /// Remove every limit of the key.
+        #[arg(long, conflicts_with_all = ["rpm", "tpm", "budget_daily", "budget_monthly"])]
+        no_limits: bool,
         /// Locks (velocity options replace the key's whole velocity setting).
         #[command(flatten)]
         locks: LockArgs,
+        /// Limits to set; the key's other limits are kept.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Revoke a key; the next request with it is refused.
     Revoke {
@@ -277,6 +330,100 @@ pub enum PolicyCommand {
         /// The sample request (JSON or TOML: provider, method, path, model?, workload?, key?,
         /// headers?, body?).
         request: PathBuf,
+    },
+    /// Store a policy (create or replace it by its name) and optionally attach it. It applies
+    /// from the next request, without a restart.
+    Apply {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// Attach it to this key.
+        #[arg(long, conflicts_with = "tenant_default")]
+        key: Option<String>,
+        /// Make it the tenant's default (for keys without a policy of their own).
+        #[arg(long)]
+        tenant_default: bool,
+    },
+    /// Show one policy's document and attachments, the policy of a key (--key), or list all.
+    Get {
+        /// Policy name; omit to list every policy.
+        name: Option<String>,
+        /// The policy that decides for this key.
+        #[arg(long, conflicts_with = "name")]
+        key: Option<String>,
+    },
+    /// Detach a key's policy, or the tenant default.
+    Detach {
+        /// The key.
+        #[arg(
+            long,
+            conflicts_with = "tenant_default",
+            required_unless_present = "tenant_default"
+        )]
+        key: Option<String>,
+        /// The tenant default.
+        #[arg(long)]
+        tenant_default: bool,
+    },
+    /// Delete a policy nothing uses any more.
+    Delete {
+        /// Policy name.
+        name: String,
+    },
+}
+
+/// `latchkey holds …`.
+#[derive(Subcommand, Debug)]
+pub enum HoldsCommand {
+    /// Requests waiting for approval, oldest first.
+    List,
+    /// Let a held request through (it reaches the provider once).
+    Approve {
+        /// Hold id (`hold_…`).
+        id: String,
+    },
+    /// Refuse a held request (the client gets policy_blocked).
+    Reject {
+        /// Hold id.
+        id: String,
+        /// Why (shown to the client and kept in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `latchkey limits …`.
+#[derive(Subcommand, Debug)]
+pub enum LimitsCommand {
+    /// Tenant and workload limits.
+    List,
+    /// Set the limits of the tenant or of a workload (replacing that scope's limits).
+    Set {
+        /// The whole tenant.
+        #[arg(
+            long,
+            conflicts_with = "workload",
+            required_unless_present = "workload"
+        )]
+        tenant: bool,
+        /// One workload.
+        #[arg(long)]
+        workload: Option<String>,
+        /// The limits.
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Remove the limits of the tenant or of a workload.
+    Clear {
+        /// The whole tenant.
+        #[arg(
+            long,
+            conflicts_with = "workload",
+            required_unless_present = "workload"
+        )]
+        tenant: bool,
+        /// One workload.
+        #[arg(long)]
+        workload: Option<String>,
     },
 }
 

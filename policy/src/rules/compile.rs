@@ -416,9 +416,13 @@ impl Compiler {
                 });
             }
             let compiled = self.rule(rule)?;
+            // The model is usually in the body (OpenAI, Anthropic), and a route to another
+            // model rewrites it there.
             needs_body |= compiled.action == Action::Redact
                 || !compiled.tools.is_empty()
-                || compiled.text.iter().any(Option::is_some);
+                || compiled.text.iter().any(Option::is_some)
+                || compiled.models.is_some()
+                || compiled.route.as_ref().is_some_and(|r| r.model.is_some());
             needs_headers |= !compiled.headers.is_empty();
             rules.push(compiled);
         }
@@ -571,7 +575,8 @@ impl CompiledPolicy {
         self.generation
     }
 
-    /// Whether any rule reads the body (prompt, tool conditions) or may rewrite it (`redact`).
+    /// Whether any rule reads the body (prompt, tool and model conditions) or may rewrite it
+    /// (`redact`, `route` to another model).
     /// When false the gateway need not buffer or parse the body for this policy.
     pub fn needs_body(&self) -> bool {
         self.needs_body

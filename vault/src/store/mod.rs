@@ -9,7 +9,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::{AuditRecord, ChainHead};
 use crate::envelope::Sealed;
 use crate::model::{
-    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, Provider,
+    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, PolicyRecord, Provider,
+    ScopeLimits,
 };
 use async_trait::async_trait;
 
@@ -127,6 +128,27 @@ pub trait Store: Send + Sync + 'static {
     /// Marks an incident resolved (keeping the first resolution time when already resolved);
     /// false when the tenant has no such incident.
     async fn resolve_incident(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+
+    /// A tenant's policies, by name.
+    async fn list_policies(&self, tenant: &str) -> StoreResult<Vec<PolicyRecord>>;
+    /// One policy.
+    async fn get_policy(&self, tenant: &str, name: &str) -> StoreResult<Option<PolicyRecord>>;
+    /// Inserts or replaces a policy (matched by tenant and name).
+    async fn put_policy(&self, policy: &PolicyRecord) -> StoreResult<()>;
+    /// Deletes a policy; true when one existed. Fails with [`StoreError::Conflict`] (changing
+    /// nothing) while a key uses it or it is the tenant default.
+    async fn delete_policy(&self, tenant: &str, name: &str) -> StoreResult<bool>;
+    /// The name of the tenant's default policy (applies to keys without a policy of their own).
+    async fn tenant_policy(&self, tenant: &str) -> StoreResult<Option<String>>;
+    /// Sets (`Some`) or clears (`None`) the tenant's default policy.
+    async fn set_tenant_policy(&self, tenant: &str, name: Option<&str>) -> StoreResult<()>;
+
+    /// Tenant-wide and per-workload limits of a tenant.
+    async fn list_scope_limits(&self, tenant: &str) -> StoreResult<Vec<ScopeLimits>>;
+    /// Inserts or replaces the limits of one scope.
+    async fn put_scope_limits(&self, limits: &ScopeLimits) -> StoreResult<()>;
+    /// Removes the limits of one scope; true when some existed.
+    async fn delete_scope_limits(&self, tenant: &str, scope: &str) -> StoreResult<bool>;
 
     /// Stores an admin token record.
     async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()>;

@@ -7,7 +7,8 @@ use super::{Store, StoreError, StoreResult};
 use crate::audit::{AuditEvent, AuditRecord, ChainHead};
 use crate::envelope::Sealed;
 use crate::model::{
-    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, Provider,
+    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, PolicyRecord, Provider,
+    ScopeLimits,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -98,6 +99,23 @@ CREATE TABLE incidents (
     resolved_at TEXT
 );
 CREATE INDEX incidents_by_tenant ON incidents (tenant);
+"#,
+    // 3: policies and limits. Documents and limits are JSON bodies like providers; a key names
+    // its policy inside its own JSON body, the tenant default is a column of the tenant.
+    r#"
+CREATE TABLE policies (
+    tenant TEXT NOT NULL REFERENCES tenants(id),
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE scope_limits (
+    tenant TEXT NOT NULL REFERENCES tenants(id),
+    scope TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, scope)
+);
+ALTER TABLE tenants ADD COLUMN default_policy TEXT;
 "#,
 ];
 
@@ -841,6 +859,173 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_policies(&self, tenant: &str) -> StoreResult<Vec<PolicyRecord>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c
+                .prepare("SELECT body FROM policies WHERE tenant = ?1 ORDER BY name")
+                .map_err(db)?;
+            let bodies = st
+                .query_map([tenant], |r| r.get::<_, String>(0))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    async fn get_policy(&self, tenant: &str, name: &str) -> StoreResult<Option<PolicyRecord>> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM policies WHERE tenant = ?1 AND name = ?2",
+                    [tenant, name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            body.map(|b| serde_json::from_str(&b).map_err(corrupt))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_policy(&self, policy: &PolicyRecord) -> StoreResult<()> {
+        let (tenant, name) = (policy.tenant.clone(), policy.name.clone());
+        let body = serde_json::to_string(policy).map_err(corrupt)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO policies (tenant, name, body) VALUES (?1, ?2, ?3) ON CONFLICT(tenant, name) DO UPDATE SET body = excluded.body",
+                [tenant, name, body],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_policy(&self, tenant: &str, name: &str) -> StoreResult<bool> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let default: Option<String> = tx
+                .query_row(
+                    "SELECT default_policy FROM tenants WHERE id = ?1",
+                    [&tenant],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?
+                .flatten();
+            if default.as_deref() == Some(name.as_str()) {
+                return Err(StoreError::Conflict(format!(
+                    "policy {name:?} is the tenant's default policy"
+                )));
+            }
+            let users: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM keys WHERE tenant = ?1 AND json_extract(body, '$.policy') = ?2",
+                    [&tenant, &name],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if users > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "policy {name:?} is attached to {users} key(s)"
+                )));
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM policies WHERE tenant = ?1 AND name = ?2",
+                    [&tenant, &name],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tenant_policy(&self, tenant: &str) -> StoreResult<Option<String>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT default_policy FROM tenants WHERE id = ?1",
+                [tenant],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_tenant_policy(&self, tenant: &str, name: Option<&str>) -> StoreResult<()> {
+        let tenant = tenant.to_string();
+        let name = name.map(str::to_string);
+        self.with(move |c| {
+            c.execute(
+                "UPDATE tenants SET default_policy = ?2 WHERE id = ?1",
+                params![tenant, name],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn list_scope_limits(&self, tenant: &str) -> StoreResult<Vec<ScopeLimits>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            let mut st = c
+                .prepare("SELECT body FROM scope_limits WHERE tenant = ?1 ORDER BY scope")
+                .map_err(db)?;
+            let bodies = st
+                .query_map([tenant], |r| r.get::<_, String>(0))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(corrupt))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_scope_limits(&self, limits: &ScopeLimits) -> StoreResult<()> {
+        let (tenant, scope) = (limits.tenant.clone(), limits.scope.clone());
+        let body = serde_json::to_string(limits).map_err(corrupt)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO scope_limits (tenant, scope, body) VALUES (?1, ?2, ?3) ON CONFLICT(tenant, scope) DO UPDATE SET body = excluded.body",
+                [tenant, scope, body],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_scope_limits(&self, tenant: &str, scope: &str) -> StoreResult<bool> {
+        let (tenant, scope) = (tenant.to_string(), scope.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM scope_limits WHERE tenant = ?1 AND scope = ?2",
+                [tenant, scope],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()> {
         let t = token.clone();
         self.with(move |c| {
@@ -1073,7 +1258,95 @@ mod tests {
             signing: None,
             suspended_reason: None,
             updated_at: None,
+            policy: None,
+            limits: serde_json::Value::Null,
         }
+    }
+
+    fn policy(name: &str, doc: &str) -> PolicyRecord {
+        PolicyRecord {
+            tenant: "default".into(),
+            name: name.into(),
+            document: doc.into(),
+            fingerprint: "f".repeat(64),
+            mode: "enforce".into(),
+            rules: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            updated_by: "admin:adm_x".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn policies_upsert_attach_and_refuse_deleting_one_in_use() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.put_policy(&policy("agents", "v1")).await.unwrap();
+        s.put_policy(&policy("agents", "v2")).await.unwrap();
+        s.put_policy(&policy("ci", "c")).await.unwrap();
+        let all = s.list_policies("default").await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].name, "agents");
+        assert_eq!(all[0].document, "v2");
+        assert!(s.get_policy("other", "agents").await.unwrap().is_none());
+
+        // Attached to a key: deleting it is a conflict and changes nothing.
+        let mut k = key("key_p", "hp");
+        k.policy = Some("agents".into());
+        s.insert_key(&k).await.unwrap();
+        assert!(matches!(
+            s.delete_policy("default", "agents").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(
+            s.key_by_hash("hp")
+                .await
+                .unwrap()
+                .unwrap()
+                .policy
+                .as_deref(),
+            Some("agents")
+        );
+
+        // The tenant default: same protection.
+        assert_eq!(s.tenant_policy("default").await.unwrap(), None);
+        s.set_tenant_policy("default", Some("ci")).await.unwrap();
+        assert_eq!(
+            s.tenant_policy("default").await.unwrap().as_deref(),
+            Some("ci")
+        );
+        assert!(matches!(
+            s.delete_policy("default", "ci").await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.set_tenant_policy("default", None).await.unwrap();
+        assert!(s.delete_policy("default", "ci").await.unwrap());
+        assert!(!s.delete_policy("default", "ci").await.unwrap());
+        assert!(s.get_policy("default", "agents").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn scope_limits_round_trip() {
+        let s = SqliteStore::in_memory().unwrap();
+        let mut l = ScopeLimits {
+            tenant: "default".into(),
+            scope: "workload:ci".into(),
+            limits: serde_json::json!({"rpm": 10}),
+            updated_at: Utc::now(),
+        };
+        s.put_scope_limits(&l).await.unwrap();
+        l.limits = serde_json::json!({"rpm": 20});
+        s.put_scope_limits(&l).await.unwrap();
+        let all = s.list_scope_limits("default").await.unwrap();
+        assert_eq!(all, vec![l]);
+        assert!(s
+            .delete_scope_limits("default", "workload:ci")
+            .await
+            .unwrap());
+        assert!(!s
+            .delete_scope_limits("default", "workload:ci")
+            .await
+            .unwrap());
+        assert!(s.list_scope_limits("default").await.unwrap().is_empty());
     }
 
     #[tokio::test]

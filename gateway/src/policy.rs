@@ -1,0 +1,228 @@
+//! The policy stage: evaluate the key's policy (or its tenant's default) against the request and
+//! apply the decision — forward, block, flag, redact, re-route or park for approval.
+//!
+//! The body is parsed once by the caller and shared by every rule; the compiled policy is the
+//! `Arc` the request picked up from [`crate::policies::PolicyBook`], so a policy change applies
+//! from the next request and never half-way through one. In `shadow` mode the decision is only
+//! recorded (audit, metrics), and the request is forwarded unchanged.
+
+use crate::errors::GatewayError;
+use crate::resolve::ResolvedKey;
+use crate::state::GatewayState;
+use latchkey_policy::rules::{evaluate, Action, CompiledPolicy, Decision, KeyMeta, RequestView};
+use latchkey_vault::holds::{HoldInfo, HoldOutcome};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the audit log and metrics record of a decision.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// Policy name.
+    pub policy: String,
+    /// First 12 hex digits of the policy's fingerprint (the exact version that decided).
+    pub version: String,
+    /// The rule that matched (`None`: the default).
+    pub rule: Option<String>,
+    /// What the policy said.
+    pub action: Action,
+    /// Recorded but not enforced.
+    pub shadow: bool,
+    /// The hold this request waited in, if any.
+    pub hold: Option<String>,
+    /// How many values `redact` rewrote.
+    pub redactions: usize,
+}
+
+impl Verdict {
+    /// The audit `detail` object.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "name": self.policy,
+            "version": self.version,
+            "rule": self.rule,
+            "action": self.action.as_str(),
+            "shadow": self.shadow,
+            "hold": self.hold,
+            "redactions": self.redactions,
+        })
+    }
+}
+
+/// The request as the policy sees it, and what the stage may change.
+pub struct Subject<'a> {
+    /// Provider namespace.
+    pub provider: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Upstream path.
+    pub path: &'a str,
+    /// The requested model, if known.
+    pub model: Option<&'a str>,
+    /// Request headers (only read when a rule has a `headers` condition).
+    pub headers: &'a http::HeaderMap,
+    /// The parsed JSON body; `redact` rewrites it in place.
+    pub body: Option<&'a mut Value>,
+    /// The request id (for holds).
+    pub request_id: &'a str,
+}
+
+/// What the caller must do after the stage.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The body was rewritten (redaction): serialize it and forward that instead.
+    pub body_changed: bool,
+    /// Send to this provider and/or model instead.
+    pub route: Option<latchkey_policy::rules::Route>,
+    /// Forward, but flag it (`warn`).
+    pub warned: bool,
+}
+
+/// Evaluates `policy` and applies its decision. `Err` is the refusal to send; on `Ok` the
+/// request goes on with the returned [`Effects`]. The verdict is stored in `verdict` either way,
+/// so refusals are audited with the rule that fired.
+pub async fn enforce(
+    state: &Arc<GatewayState>,
+    key: &ResolvedKey,
+    policy: &CompiledPolicy,
+    subject: Subject<'_>,
+    verdict: &mut Option<Verdict>,
+) -> Result<Effects, GatewayError> {
+    let header_pairs: Vec<(&str, &str)> = if policy.needs_headers() {
+        subject
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let decision = {
+        let view = RequestView {
+            provider: subject.provider,
+            method: subject.method,
+            path: subject.path,
+            model: subject.model,
+            workload: key.workload.as_deref(),
+            key: KeyMeta {
+                id: &key.id,
+                name: &key.name,
+                labels: &[],
+            },
+            headers: &header_pairs,
+            body: subject.body.as_deref(),
+        };
+        let extracted = view.extract();
+        evaluate(policy, &view, &extracted)
+    };
+    let v = verdict.insert(Verdict {
+        policy: policy.name().to_string(),
+        version: policy.fingerprint().chars().take(12).collect(),
+        rule: decision.rule_id.clone(),
+        action: decision.action,
+        shadow: decision.shadow,
+        hold: None,
+        redactions: 0,
+    });
+    state.metrics.policy_decision(
+        policy.name(),
+        decision.action.as_str(),
+        if decision.shadow { "shadow" } else { "enforce" },
+    );
+    let mut effects = Effects::default();
+    match decision.enforced_action() {
+        Action::Allow => {}
+        Action::Warn => effects.warned = true,
+        Action::Block => return Err(blocked(&decision)),
+        Action::Redact => {
+            if let (Some(spec), Some(body)) = (decision.redact.as_ref(), subject.body) {
+                let findings = spec.apply(body);
+                v.redactions = findings.len();
+                effects.body_changed = !findings.is_empty();
+            }
+        }
+        Action::Route => effects.route = decision.route.clone(),
+        Action::Hold => {
+            let mut info = HoldInfo::new(
+                &key.tenant,
+                &key.id,
+                subject.provider,
+                subject.method,
+                subject.path,
+                decision.rule_id.as_deref().unwrap_or("default"),
+            );
+            info.model = subject.model.map(str::to_string);
+            info.message = decision.message.clone();
+            info.request_id = Some(subject.request_id.to_string());
+            v.hold = Some(info.id.clone());
+            hold(state, info).await?;
+        }
+    }
+    Ok(effects)
+}
+
+fn blocked(decision: &Decision) -> GatewayError {
+    let message = match (&decision.message, &decision.rule_id) {
+        (Some(m), _) => m.clone(),
+        (None, Some(rule)) => format!("blocked by policy rule {rule:?}"),
+        (None, None) => "blocked by policy (no rule allowed this request)".to_string(),
+    };
+    GatewayError::new(403, "policy_blocked", message)
+}
+
+/// Parks the request until an admin decides or the hold times out.
+async fn hold(state: &Arc<GatewayState>, mut info: HoldInfo) -> Result<(), GatewayError> {
+    let timeout = state.options.hold_timeout;
+    info.expires_at = chrono::Duration::from_std(timeout)
+        .ok()
+        .map(|d| info.created_at + d);
+    let announce = serde_json::json!({
+        "text": format!(
+            "Latchkey: a request is waiting for approval: {} {} on {} by key {} (rule {}). Approve with `latchkey holds approve {}` or reject with `latchkey holds reject {}`; it times out in {} s.",
+            info.method, info.path, info.provider, info.key_id, info.rule, info.id, info.id, timeout.as_secs()
+        ),
+        "event": "hold.created",
+        "hold": info,
+        "approve": format!("POST /api/v1/holds/{}/approve", info.id),
+        "reject": format!("POST /api/v1/holds/{}/reject", info.id),
+    });
+    let id = info.id.clone();
+    let parked = state.holds.park(info).map_err(|e| {
+        state.metrics.hold("queue_full");
+        GatewayError::new(503, "hold_queue_full", format!("{e}; try again later"))
+            .with_header("retry-after", "30")
+    })?;
+    state.notifier.notify(announce);
+    tracing::info!(hold = %id, "request held for approval");
+    match parked.wait(timeout).await {
+        HoldOutcome::Approved { by } => {
+            tracing::info!(hold = %id, %by, "held request approved");
+            state.metrics.hold("approved");
+            Ok(())
+        }
+        HoldOutcome::Rejected { by, reason } => {
+            tracing::info!(hold = %id, %by, "held request rejected");
+            state.metrics.hold("rejected");
+            let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+            Err(GatewayError::new(
+                403,
+                "policy_blocked",
+                format!("the request was held for approval ({id}) and an admin rejected it{why}"),
+            ))
+        }
+        HoldOutcome::TimedOut => Err({
+            state.metrics.hold("timeout");
+            GatewayError::new(
+                403,
+                "hold_timeout",
+                format!(
+                    "the request was held for approval ({id}) and nobody approved it within {} s",
+                    timeout.as_secs()
+                ),
+            )
+        }),
+    }
+}
+
+/// Default time a held request waits for a decision.
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(300);
