@@ -489,6 +489,23 @@ async fn held_request_approved_through_the_cli_goes_through_exactly_once() {
     assert!(!out.status.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(mock.count(), 1);
+    assert_eq!(
+        mock.last().headers["authorization"].to_str().unwrap(),
+        format!("Bearer {SECRET}")
+    );
+
+    // The secret appears in no stored byte, no log line, no alert.
+    let mut s = s;
+    assert!(s.stop().success());
+    for (path, bytes) in common::all_file_bytes(&s.data_dir) {
+        assert!(
+            !common::contains(&bytes, SECRET.as_bytes()),
+            "secret in {}",
+            path.display()
+        );
+    }
+    assert!(!common::contains(&s.logs(), SECRET.as_bytes()));
+    assert!(!common::contains(&hook.last().body, SECRET.as_bytes()));
 }
 
 #[tokio::test]
@@ -743,4 +760,49 @@ async fn tenant_and_workload_limits_apply_beside_the_keys_own() {
         metrics.contains(r#"latchkey_limit_refusals_total{limit="requests",scope="workload"} 1"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn openai_streams_are_asked_for_usage_and_token_velocity_suspends_the_key() {
+    let (mock, s) = setup(ServerOpts::default()).await;
+    let (id, k) = s
+        .key(json!({"name": "tokens", "providers": ["openai"], "velocity": {"window_secs": 60, "max_tokens": 40}}))
+        .await;
+    // The client did not ask for usage; the gateway does, so the stream can be metered.
+    let (st, _, body) = chat(
+        &s,
+        &k,
+        "stream please",
+        json!({"stream": true}),
+        &[("x-mock-usage", "13,17")],
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(body.as_str().unwrap_or_default().contains("[DONE]"));
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], json!(true));
+    let rows = audit_until(&s, "metered stream usage", |rows| {
+        proxy_rows(rows)
+            .iter()
+            .any(|r| detail(r)["usage"]["output_tokens"] == json!(17))
+    })
+    .await;
+    assert!(!proxy_rows(&rows).is_empty());
+
+    // 30 tokens so far; 30 more cross the key's 40-token velocity threshold: the key is
+    // suspended for its next requests.
+    let (st, _, _) = chat(&s, &k, "again", json!({}), &[("x-mock-usage", "13,17")]).await;
+    assert_eq!(st, 200);
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = s.admin(Method::GET, &format!("keys/{id}"), None).await.1["status"].clone();
+        if status == json!("suspended") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(status, json!("suspended"));
+    let (st, _, v) = chat(&s, &k, "more", json!({}), &[]).await;
+    assert_eq!((st, code(&v)), (403, "key_suspended"), "{v}");
+    assert_eq!(mock.count(), 2);
 }

@@ -172,12 +172,13 @@ async fn admit(
         .map_err(|e| GatewayError::new(503, "policy_unavailable", e.to_string()))?
         .cloned();
     let wants_estimate = limits::needs_estimate(&key, &rules);
+    let wants_usage = wants_estimate || velocity::watches_tokens(&key);
 
     // The body, read once (within Pingora's retry buffer) and parsed once, only when a stage
     // needs it: signature, model allow-list, a policy that reads prompts, or a budget estimate.
     let needs_body = locks::needs_body(&key, session.req_header().uri.path())
         || policy.as_ref().is_some_and(|p| p.needs_body())
-        || wants_estimate;
+        || wants_usage;
     if needs_body {
         ctx.body = Some(read_body(session).await?);
     }
@@ -301,6 +302,9 @@ async fn admit(
         }
     }
     ctx.meter_wanted = ctx.charge.is_some() || velocity::watches_tokens(&key);
+    if ctx.meter_wanted && usage::ask_for_stream_usage(&provider_id, &rest, json.as_mut()) {
+        rewrite = true;
+    }
     if rewrite {
         if let Some(j) = &json {
             let bytes = serde_json::to_vec(j)

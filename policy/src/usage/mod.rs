@@ -50,6 +50,7 @@
 // Every public item here is part of the gateway's contract; keep it documented.
 #![deny(missing_docs)]
 
+mod ask;
 mod base64;
 mod estimate;
 mod eventstream;
@@ -63,6 +64,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+pub use ask::ask_for_stream_usage;
 pub use estimate::{estimate, Estimate};
 pub use eventstream::FRAME_CAP;
 pub use meter::{BodyFormat, UsageMeter, JSON_CAP};
