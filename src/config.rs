@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub upstream: UpstreamConfig,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are trusted (IPs or CIDRs).
     pub trusted_proxies: Option<Vec<String>>,
+    /// The gateway listener expects a PROXY protocol (v1 or v2) header on every connection.
+    pub proxy_protocol: Option<bool>,
     /// A MaxMind-format (`.mmdb`) database for geo-locked keys.
     pub geoip_database: Option<PathBuf>,
     /// Accepted clock skew of signed requests, in seconds.
@@ -257,6 +259,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("budgets.prices_file {}: {e}", path.display()))?;
             gateway.prices = std::sync::Arc::new(table);
         }
+        gateway.proxy_protocol = env_bool("LATCHKEY_PROXY_PROTOCOL")?
+            .or(file.proxy_protocol)
+            .unwrap_or(false);
         let geoip_database = env("LATCHKEY_GEOIP_DATABASE")
             .map(PathBuf::from)
             .or(file.geoip_database);

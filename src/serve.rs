@@ -94,9 +94,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on admin_listen {}", cfg.admin_listen))?;
         anyhow::Ok((audit, listener))
     })?;
-    // Fail with a clear message rather than a Pingora panic when the port is taken.
-    std::net::TcpListener::bind(cfg.listen)
+    // Fail with a clear message rather than a Pingora panic when the port is taken. With the
+    // PROXY protocol on, the relay keeps this listener and Pingora listens on loopback behind it.
+    let public = std::net::TcpListener::bind(cfg.listen)
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let pingora_listen = if cfg.gateway.proxy_protocol {
+        let internal = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context(
+                "cannot pick a loopback port for the gateway behind the PROXY protocol relay",
+            )?;
+        public
+            .set_nonblocking(true)
+            .context("cannot configure the gateway listener")?;
+        Some((public, internal))
+    } else {
+        drop(public);
+        None
+    };
 
     let geo = match &cfg.geoip_database {
         Some(path) => {
@@ -163,7 +178,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Gateway::new(state),
         "latchkey gateway",
     );
-    proxy.add_tcp(&cfg.listen.to_string());
+    match pingora_listen {
+        Some((public, internal)) => {
+            proxy.add_tcp(&internal.to_string());
+            let peers = state_for_metrics.proxied.clone();
+            let trusted = Arc::new(cfg.gateway.trusted_proxies.clone());
+            ctl_rt.spawn(async move {
+                match tokio::net::TcpListener::from_std(public) {
+                    Ok(l) => {
+                        latchkey_gateway::proxy_protocol::serve(l, internal, peers, trusted).await
+                    }
+                    Err(e) => tracing::error!(error = %e, "PROXY protocol listener failed"),
+                }
+            });
+            tracing::info!(public = %cfg.listen, "PROXY protocol on: every connection must start with a PROXY header");
+        }
+        None => proxy.add_tcp(&cfg.listen.to_string()),
+    }
     server.add_service(proxy);
 
     // Stop the admin API when Pingora starts shutting down.

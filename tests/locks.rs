@@ -632,3 +632,94 @@ async fn lockdown_takes_effect_on_the_next_request_and_lifts_cleanly() {
         "{events:?}"
     );
 }
+
+/// `GET /proxy/openai/v1/models` through the PROXY protocol listener, announcing `header`.
+async fn via_proxy_protocol(s: &Server, header: &[u8], key: &str) -> String {
+    let addr = s.gateway.trim_start_matches("http://").to_string();
+    common::raw_http(
+        &addr,
+        header,
+        &format!("GET /proxy/openai/v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn proxy_protocol_announces_the_client_only_from_trusted_peers() {
+    let (mock, s) = setup(ServerOpts {
+        env: vec![
+            ("LATCHKEY_PROXY_PROTOCOL".into(), "1".into()),
+            ("LATCHKEY_TRUSTED_PROXIES".into(), "127.0.0.1".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (_, office) = s
+        .key(json!({"name": "office", "providers": ["openai"], "ip": "203.0.113.0/24, 2001:db8::/32"}))
+        .await;
+    // v1 text header from the trusted load balancer (127.0.0.1): the announced client counts.
+    let ok = via_proxy_protocol(
+        &s,
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 8080\r\n",
+        &office,
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let refused = via_proxy_protocol(
+        &s,
+        b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 8080\r\n",
+        &office,
+    )
+    .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 403") && refused.contains("ip_locked"),
+        "{refused}"
+    );
+    // v2 binary header, IPv6.
+    let addrs: ppp::v2::Addresses = (
+        "[2001:db8::42]:4000"
+            .parse::<std::net::SocketAddr>()
+            .unwrap(),
+        "[2001:db8::1]:8080"
+            .parse::<std::net::SocketAddr>()
+            .unwrap(),
+    )
+        .into();
+    let v2 = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addrs,
+    )
+    .build()
+    .unwrap();
+    let ok = via_proxy_protocol(&s, &v2, &office).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    // No header at all: the connection is closed, nothing is guessed.
+    let none = via_proxy_protocol(&s, b"", &office).await;
+    assert!(!none.contains("200 OK"), "{none}");
+    assert_eq!(mock.count(), 2);
+    assert!(!mock.last().all_text().contains(&office));
+}
+
+#[tokio::test]
+async fn proxy_protocol_header_from_an_untrusted_peer_is_ignored() {
+    let (mock, s) = setup(ServerOpts {
+        env: vec![
+            ("LATCHKEY_PROXY_PROTOCOL".into(), "1".into()),
+            ("LATCHKEY_TRUSTED_PROXIES".into(), "10.0.0.0/8".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let (_, office) = s
+        .key(json!({"name": "office", "providers": ["openai"], "ip": "203.0.113.0/24"}))
+        .await;
+    let refused = via_proxy_protocol(
+        &s,
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 8080\r\n",
+        &office,
+    )
+    .await;
+    assert!(refused.contains("ip_locked"), "{refused}");
+    assert_eq!(mock.count(), 0);
+}

@@ -37,6 +37,7 @@ pub mod policies;
 pub mod policy;
 pub mod providers;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod resolve;
 pub mod route;
 pub mod state;

@@ -132,11 +132,13 @@ async fn admit(
     // Locks, in the order of policy::locks: lockdown, IP, geo, device, signature, model; then
     // velocity, so refused requests never count against a key.
     locks::check_lockdown(state, &key.tenant, &provider_id).map_err(locks::refusal)?;
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    let peer = match session.client_addr().and_then(|a| a.as_inet()) {
+        // Behind the PROXY protocol relay, the socket peer is the relay; the client is the
+        // one its header announced (believed only from trusted proxies).
+        Some(a) if state.options.proxy_protocol => state.proxied.lookup(a).unwrap_or(a.ip()),
+        Some(a) => a.ip(),
+        None => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
     let client = locks::client_address(state, peer, &session.req_header().headers);
     ctx.client = Some(client);
     if locks::check_static(state, &key, client, &session.req_header().headers)

@@ -7,6 +7,7 @@ use crate::limits::{Counters, LocalCounters};
 use crate::lockdown::LockdownState;
 use crate::policies::PolicyBook;
 use crate::providers::ProviderTable;
+use crate::proxy_protocol::ProxiedPeers;
 use crate::resolve::KeyResolver;
 use crate::velocity::{NoNotifier, Notifier};
 use async_trait::async_trait;
@@ -54,6 +55,9 @@ pub struct GatewayOptions {
     pub default_max_output_tokens: u64,
     /// Model prices for budgets (the built-in table, or it merged with an operator's file).
     pub prices: Arc<PriceTable>,
+    /// Connections arrive through the PROXY protocol relay
+    /// ([`crate::proxy_protocol`]); the client address comes from [`GatewayState::proxied`].
+    pub proxy_protocol: bool,
 }
 
 impl Default for GatewayOptions {
@@ -73,6 +77,7 @@ impl Default for GatewayOptions {
             hold_capacity: 1_000,
             default_max_output_tokens: 4_096,
             prices: Arc::new(PriceTable::builtin().clone()),
+            proxy_protocol: false,
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct GatewayState {
     pub holds: Arc<LocalHolds>,
     /// Model prices, for budgets.
     pub prices: Arc<PriceTable>,
+    /// Clients behind PROXY protocol connections, by relay connection.
+    pub proxied: Arc<ProxiedPeers>,
 }
 
 impl GatewayState {
@@ -156,6 +163,7 @@ impl GatewayState {
             counters: Arc::new(LocalCounters::default()),
             holds,
             prices,
+            proxied: Arc::new(ProxiedPeers::default()),
         })
     }
 }

@@ -25,6 +25,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends `prefix` (e.g. a PROXY protocol header) then `request` on a fresh TCP connection and
+/// returns everything the server answered until it closed (empty on connection errors).
+pub async fn raw_http(addr: &str, prefix: &[u8], request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut c) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    if c.write_all(prefix).await.is_err() || c.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A running `latchkey serve`.
 pub struct Server {
     pub child: Option<Child>,
@@ -90,8 +105,23 @@ impl Server {
         let child = self.try_spawn(extra);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let proxy_protocol = self
+            .env
+            .iter()
+            .any(|(k, v)| k == "LATCHKEY_PROXY_PROTOCOL" && v == "1");
         loop {
-            if let Ok(r) = self
+            if proxy_protocol {
+                let addr = self.gateway.trim_start_matches("http://").to_string();
+                let resp = raw_http(
+                    &addr,
+                    b"PROXY UNKNOWN\r\n",
+                    "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+                if resp.starts_with("HTTP/1.1 200") {
+                    break;
+                }
+            } else if let Ok(r) = self
                 .http
                 .get(format!("{}/healthz", self.gateway))
                 .send()
