@@ -38,6 +38,10 @@ pub struct FileConfig {
     pub holds: HoldsConfig,
     #[serde(default)]
     pub budgets: BudgetsConfig,
+    /// Circuit breaker tuning (every field optional; see `CircuitConfig`).
+    pub circuits: Option<latchkey_policy::resilience::circuit::CircuitConfig>,
+    /// Retry limits (every field optional; see `RetryPolicy`).
+    pub retry: Option<latchkey_policy::resilience::retry::RetryPolicy>,
 }
 
 /// `[holds]`: requests a policy parks for human approval.
@@ -258,6 +262,14 @@ impl Config {
             )
             .map_err(|e| anyhow::anyhow!("budgets.prices_file {}: {e}", path.display()))?;
             gateway.prices = std::sync::Arc::new(table);
+        }
+        if let Some(c) = file.circuits {
+            c.validate()
+                .map_err(|e| anyhow::anyhow!("[circuits]: {e}"))?;
+            gateway.circuit = c;
+        }
+        if let Some(r) = file.retry {
+            gateway.retry = r;
         }
         gateway.proxy_protocol = env_bool("LATCHKEY_PROXY_PROTOCOL")?
             .or(file.proxy_protocol)

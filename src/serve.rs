@@ -57,6 +57,24 @@ impl latchkey_gateway::velocity::Notifier for WebhookNotifier {
     }
 }
 
+/// The gateway's circuit breakers as the admin API sees them.
+struct CircuitsOf(Arc<GatewayState>);
+
+impl admin::CircuitDesk for CircuitsOf {
+    fn list(&self, tenant: &str) -> Vec<serde_json::Value> {
+        self.0
+            .circuits
+            .snapshot(Some(tenant))
+            .into_iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .collect()
+    }
+
+    fn reset(&self, tenant: &str, target: &str) -> bool {
+        self.0.circuits.reset(tenant, target)
+    }
+}
+
 /// Runs the server until it is told to stop.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args)?;
@@ -163,6 +181,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         started: Instant::now(),
         alerts,
         holds: state.holds.clone(),
+        circuits: Arc::new(CircuitsOf(state.clone())),
     });
 
     let conf = ServerConf {
@@ -222,7 +241,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    s.metrics.render(),
+                    s.render_metrics(),
                 )
             }
         }),

@@ -22,10 +22,12 @@
 //! reservation. [`proxy`] wires the stages into Pingora; [`errors`] renders Latchkey's JSON
 //! errors; [`metrics`] counts every request by provider and outcome.
 
+pub mod circuits;
 pub mod credentials;
 pub mod dns;
 pub mod errors;
 pub mod extract;
+pub mod failover;
 pub mod geo;
 pub mod inject;
 pub mod limits;

@@ -26,6 +26,8 @@ pub struct Metrics {
     tokens: IntCounterVec,
     spend: prometheus::CounterVec,
     holds: IntCounterVec,
+    upstream_outcomes: IntCounterVec,
+    circuit_state: prometheus::IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -108,8 +110,26 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let upstream_outcomes = IntCounterVec::new(
+            Opts::new(
+                "latchkey_upstream_attempts_total",
+                "Attempts sent to provider targets, by target and outcome (success, server_error, timeout, connect_error, rate_limited).",
+            ),
+            &["target", "outcome"],
+        )
+        .expect("valid metric");
+        let circuit_state = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "latchkey_circuit_state",
+                "Circuit breaker state per tenant and provider target: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["tenant", "target"],
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upstream_outcomes.clone()),
+            Box::new(circuit_state.clone()),
             Box::new(duration.clone()),
             Box::new(suspensions.clone()),
             Box::new(ip_binds.clone()),
@@ -132,7 +152,23 @@ impl Metrics {
             tokens,
             spend,
             holds,
+            upstream_outcomes,
+            circuit_state,
         }
+    }
+
+    /// Counts one attempt's outcome at a provider target.
+    pub fn upstream_outcome(&self, target: &str, outcome: &str) {
+        self.upstream_outcomes
+            .with_label_values(&[target, outcome])
+            .inc();
+    }
+
+    /// Sets a circuit's state gauge (0 closed, 1 open, 2 half-open).
+    pub fn circuit_state(&self, tenant: &str, target: &str, state: i64) {
+        self.circuit_state
+            .with_label_values(&[tenant, target])
+            .set(state);
     }
 
     /// Counts a policy decision.

@@ -3,6 +3,7 @@
 use crate::credentials::Injectable;
 use crate::errors::GatewayError;
 use crate::extract;
+use crate::failover::{self, Chosen};
 use crate::inject;
 use crate::limits::{self, CounterError};
 use crate::locks;
@@ -18,6 +19,8 @@ use bytes::Bytes;
 use latchkey_policy::access::{self, KeyFacts};
 use latchkey_policy::limits::{Ask, ScopeKind};
 use latchkey_policy::locks::model;
+use latchkey_policy::resilience::circuit::Outcome;
+use latchkey_policy::resilience::retry::{FailureKind, RetryDecision};
 use latchkey_policy::usage;
 use latchkey_vault::audit::AuditEvent;
 use latchkey_vault::model::{AuthScheme, KeyStatus};
@@ -74,6 +77,20 @@ pub struct RequestCtx {
     meter_wanted: bool,
     /// The response meter, once the response header arrived.
     metering: Option<Metering>,
+    /// The provider the request is for (after any policy route), whose targets failover picks.
+    primary: Option<Arc<RoutedProvider>>,
+    /// The target of the current attempt.
+    target: Option<Chosen>,
+    /// Its circuit has been told how the attempt ended.
+    outcome_recorded: bool,
+    /// Targets that failed to connect, in order.
+    tried: Vec<String>,
+    /// Attempts made so far (0-based index of the current one).
+    attempt: u32,
+    /// The next attempt's target and the wait before it, set when a retry is decided.
+    retarget: Option<(Chosen, u64)>,
+    /// When the whole exchange must be over (the provider's `total_ms`).
+    deadline: Option<Instant>,
 }
 
 fn new_request_id() -> String {
@@ -180,7 +197,8 @@ async fn admit(
     // needs it: signature, model allow-list, a policy that reads prompts, or a budget estimate.
     let needs_body = locks::needs_body(&key, session.req_header().uri.path())
         || policy.as_ref().is_some_and(|p| p.needs_body())
-        || wants_usage;
+        || wants_usage
+        || routed.provider.failover.iter().any(|f| f.model.is_some());
     if needs_body {
         ctx.body = Some(read_body(session).await?);
     }
@@ -303,6 +321,15 @@ async fn admit(
             }
         }
     }
+    // The upstream target: the provider, or a failover target when its circuit is open.
+    let chosen = failover::choose(state, &key.tenant, &routed.provider, &[])?;
+    if let (Some(model), Some(slot)) = (
+        chosen.model.as_ref(),
+        json.as_mut().and_then(|j| j.get_mut("model")),
+    ) {
+        *slot = serde_json::Value::String(model.clone());
+        rewrite = true;
+    }
     ctx.meter_wanted = ctx.charge.is_some() || velocity::watches_tokens(&key);
     if ctx.meter_wanted && usage::ask_for_stream_usage(&provider_id, &rest, json.as_mut()) {
         rewrite = true;
@@ -315,6 +342,55 @@ async fn admit(
         }
     }
 
+    ctx.rest = rest.into_owned();
+    ctx.primary = Some(routed);
+    ctx.deadline = ctx
+        .primary
+        .as_ref()
+        .and_then(|p| p.provider.timeouts.total_ms)
+        .map(|ms| ctx.started + std::time::Duration::from_millis(ms));
+    bind_target(state, ctx, &key, chosen).await
+}
+
+/// Makes `chosen` the target of the next attempt: its provider definition, lockdown, credential
+/// and address. On failure the circuit's probe slot, if taken, is given back.
+async fn bind_target(
+    state: &Arc<GatewayState>,
+    ctx: &mut RequestCtx,
+    key: &ResolvedKey,
+    chosen: Chosen,
+) -> Result<(), GatewayError> {
+    let result = bind_target_inner(state, ctx, key, &chosen).await;
+    match result {
+        Ok(()) => {
+            ctx.target = Some(chosen);
+            ctx.outcome_recorded = false;
+            Ok(())
+        }
+        Err(e) => {
+            if chosen.probe {
+                state.circuits.cancel_probe(&key.tenant, &chosen.provider);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn bind_target_inner(
+    state: &Arc<GatewayState>,
+    ctx: &mut RequestCtx,
+    key: &ResolvedKey,
+    chosen: &Chosen,
+) -> Result<(), GatewayError> {
+    let routed = match ctx.primary.as_ref() {
+        Some(p) if p.provider.id == chosen.provider => p.clone(),
+        _ => {
+            let r = state.providers.get(&key.tenant, &chosen.provider).await?;
+            locks::check_lockdown(state, &key.tenant, &chosen.provider).map_err(locks::refusal)?;
+            r
+        }
+    };
+    let provider_id = &routed.provider.id;
     if !routed.provider.proxying {
         return Err(GatewayError::new(
             403,
@@ -333,16 +409,86 @@ async fn admit(
             "SigV4 signing is not available in this version of Latchkey",
         ));
     }
-    if routed.provider.auth != AuthScheme::None {
-        let cred = state
-            .credentials
-            .get(&key.tenant, &provider_id, key.workload.as_deref())
-            .await?;
-        ctx.credential = Some(cred);
-    }
+    ctx.credential = if routed.provider.auth != AuthScheme::None {
+        Some(
+            state
+                .credentials
+                .get(&key.tenant, provider_id, key.workload.as_deref())
+                .await?,
+        )
+    } else {
+        None
+    };
     ctx.peer = Some(state.dns.lookup(&upstream.host, upstream.port).await?);
-    ctx.rest = rest.into_owned();
+    ctx.provider = Some(routed);
     Ok(())
+}
+
+/// Rewrites the body's `model` for a retry on a target that names the model differently.
+fn retarget_model(ctx: &mut RequestCtx, model: &str) {
+    let source = ctx.upstream_body.as_ref().or(ctx.body.as_ref());
+    let Some(mut json) = source.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+    else {
+        return;
+    };
+    if let Some(slot) = json.get_mut("model") {
+        *slot = serde_json::Value::String(model.to_string());
+        if let Ok(bytes) = serde_json::to_vec(&json) {
+            ctx.upstream_body = Some(Bytes::from(bytes));
+            ctx.model = Some(model.to_string());
+        }
+    }
+}
+
+/// Records how the current attempt ended in its target's circuit (once per attempt).
+fn record_outcome(state: &GatewayState, ctx: &mut RequestCtx, outcome: Outcome) {
+    if ctx.outcome_recorded {
+        return;
+    }
+    if let (Some(t), Some(k)) = (&ctx.target, &ctx.key) {
+        state
+            .circuits
+            .record(&k.tenant, &t.provider, outcome, t.probe);
+        state
+            .metrics
+            .upstream_outcome(&t.provider, outcome.as_str());
+        ctx.outcome_recorded = true;
+    }
+}
+
+/// After attempt `ctx.attempt` failed with `failure`, decides whether to try again and where.
+fn plan_retry(
+    state: &GatewayState,
+    ctx: &mut RequestCtx,
+    method: &str,
+    has_key: bool,
+    failure: FailureKind,
+) -> bool {
+    let (Some(primary), Some(key)) = (ctx.primary.clone(), ctx.key.clone()) else {
+        return false;
+    };
+    if let Some(t) = &ctx.target {
+        ctx.tried.push(t.provider.clone());
+    }
+    let decision =
+        state
+            .options
+            .retry
+            .decide(ctx.attempt, method, has_key, failure, rand::random());
+    let RetryDecision::RetryAfter(wait_ms) = decision else {
+        return false;
+    };
+    // Another target first; with none left, the same one again (the failure may be transient).
+    let next = failover::choose(state, &key.tenant, &primary.provider, &ctx.tried)
+        .or_else(|_| failover::choose(state, &key.tenant, &primary.provider, &[]));
+    match next {
+        Ok(chosen) => {
+            ctx.attempt += 1;
+            ctx.retarget = Some((chosen, wait_ms));
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Reads the whole request body before the provider is contacted, within Pingora's 64 KiB
@@ -455,6 +601,13 @@ impl ProxyHttp for Gateway {
             charge: None,
             meter_wanted: false,
             metering: None,
+            primary: None,
+            target: None,
+            outcome_recorded: false,
+            tried: Vec::new(),
+            attempt: 0,
+            retarget: None,
+            deadline: None,
         }
     }
 
@@ -478,7 +631,14 @@ impl ProxyHttp for Gateway {
             }
             Route::Ready => {
                 ctx.audit = false;
+                let draining = self
+                    .state
+                    .draining
+                    .load(std::sync::atomic::Ordering::Relaxed);
                 let (status, body) = match self.state.store.ping().await {
+                    // Shutting down or handing over to a new process: tell the load balancer
+                    // to stop sending traffic while in-flight requests finish.
+                    Ok(()) if draining => (503, r#"{"status":"draining","store":"ok"}"#),
                     Ok(()) => (200, r#"{"status":"ready","store":"ok","catalog":"loaded"}"#),
                     Err(_) => (503, r#"{"status":"not_ready","store":"unreachable"}"#),
                 };
@@ -507,6 +667,27 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        if let Some((chosen, wait_ms)) = ctx.retarget.take() {
+            // A retry: wait the jittered backoff, then bind the next target.
+            if wait_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            }
+            let model = chosen.model.clone();
+            let Some(key) = ctx.key.clone() else {
+                return Err(Error::explain(ErrorType::InternalError, "no key"));
+            };
+            if let Err(e) = bind_target(&self.state, ctx, &key, chosen).await {
+                let status = e.status;
+                ctx.error = Some(e);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "failover target unusable",
+                ));
+            }
+            if let Some(m) = model {
+                retarget_model(ctx, &m);
+            }
+        }
         let (Some(routed), Some(addr)) = (ctx.provider.as_ref(), ctx.peer) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -524,8 +705,10 @@ impl ProxyHttp for Gateway {
         };
         let mut peer = HttpPeer::new(addr, up.tls, sni);
         let o = &self.state.options;
-        peer.options.connection_timeout = Some(o.connect_timeout);
-        peer.options.read_timeout = Some(o.read_timeout);
+        let t = &routed.provider.timeouts;
+        let ms = std::time::Duration::from_millis;
+        peer.options.connection_timeout = Some(t.connect_ms.map_or(o.connect_timeout, ms));
+        peer.options.read_timeout = Some(t.read_ms.map_or(o.read_timeout, ms));
         peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
         peer.options.verify_cert = true;
         peer.options.verify_hostname = true;
@@ -593,6 +776,88 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // The provider never saw this attempt: always safe to try again or elsewhere.
+        let outcome = if matches!(e.etype(), ErrorType::ConnectTimedout) {
+            Outcome::Timeout
+        } else {
+            Outcome::ConnectError
+        };
+        record_outcome(&self.state, ctx, outcome);
+        let method = session.req_header().method.as_str().to_string();
+        if plan_retry(&self.state, ctx, &method, false, FailureKind::ConnectFailed) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // A pooled connection the provider had closed: Pingora's own retry on a fresh one.
+        e.retry.decide_reuse(client_reused);
+        if client_reused || ctx.outcome_recorded || session.response_written().is_some() {
+            return e;
+        }
+        // No response yet: the provider may or may not have seen the request.
+        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
+        record_outcome(
+            &self.state,
+            ctx,
+            if timed_out {
+                Outcome::Timeout
+            } else {
+                Outcome::ConnectError
+            },
+        );
+        let req = session.req_header();
+        let method = req.method.as_str().to_string();
+        let has_key = req.headers.contains_key("idempotency-key");
+        // A retry replays the body, so it must have been read whole (or be empty).
+        let replayable = ctx.body.is_some()
+            || req
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0")
+            || (!req.headers.contains_key(http::header::CONTENT_LENGTH)
+                && !req.headers.contains_key(http::header::TRANSFER_ENCODING));
+        let failure = if timed_out {
+            FailureKind::TimeoutBeforeResponse
+        } else {
+            FailureKind::ResetBeforeResponse
+        };
+        if replayable && plan_retry(&self.state, ctx, &method, has_key, failure) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        record_outcome(
+            &self.state,
+            ctx,
+            Outcome::from_status(upstream_response.status.as_u16()),
+        );
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -600,6 +865,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         upstream_response.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(t) = &ctx.target {
+            upstream_response.insert_header("x-latchkey-target", t.provider.as_str())?;
+        }
         if ctx.warned {
             if let Some(v) = &ctx.verdict {
                 let rule = v.rule.as_deref().unwrap_or("default");
@@ -622,6 +890,17 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<Option<std::time::Duration>> {
         if let (Some(m), Some(chunk)) = (ctx.metering.as_mut(), body.as_ref()) {
             m.feed(chunk);
+        }
+        if ctx.deadline.is_some_and(|d| Instant::now() > d) {
+            // Past the provider's total timeout: cut the response off visibly (the client
+            // sees a broken transfer, never a clean end).
+            ctx.error = Some(GatewayError::upstream_timeout(
+                "the provider's response took longer than its total timeout",
+            ));
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "total timeout exceeded",
+            ));
         }
         Ok(None)
     }
@@ -663,6 +942,25 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if !ctx.outcome_recorded {
+            // Admitted but never answered: a timeout counts against the target; anything
+            // else (the client left, Latchkey refused) just frees a probe slot.
+            match &ctx.error {
+                Some(e) if e.code == "upstream_timeout" => {
+                    record_outcome(&self.state, ctx, Outcome::Timeout)
+                }
+                Some(e) if e.code == "upstream_unavailable" => {
+                    record_outcome(&self.state, ctx, Outcome::ConnectError)
+                }
+                _ => {
+                    if let (Some(t), Some(k)) = (&ctx.target, &ctx.key) {
+                        if t.probe {
+                            self.state.circuits.cancel_probe(&k.tenant, &t.provider);
+                        }
+                    }
+                }
+            }
+        }
         if !ctx.audit {
             return;
         }

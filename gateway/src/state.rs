@@ -55,6 +55,10 @@ pub struct GatewayOptions {
     pub default_max_output_tokens: u64,
     /// Model prices for budgets (the built-in table, or it merged with an operator's file).
     pub prices: Arc<PriceTable>,
+    /// Circuit breaker tuning, for every (tenant, provider target).
+    pub circuit: latchkey_policy::resilience::circuit::CircuitConfig,
+    /// Retry limits and backoff.
+    pub retry: latchkey_policy::resilience::retry::RetryPolicy,
     /// Connections arrive through the PROXY protocol relay
     /// ([`crate::proxy_protocol`]); the client address comes from [`GatewayState::proxied`].
     pub proxy_protocol: bool,
@@ -78,6 +82,8 @@ impl Default for GatewayOptions {
             default_max_output_tokens: 4_096,
             prices: Arc::new(PriceTable::builtin().clone()),
             proxy_protocol: false,
+            circuit: Default::default(),
+            retry: Default::default(),
         }
     }
 }
@@ -120,6 +126,11 @@ pub struct GatewayState {
     pub prices: Arc<PriceTable>,
     /// Clients behind PROXY protocol connections, by relay connection.
     pub proxied: Arc<ProxiedPeers>,
+    /// Circuit breakers per (tenant, provider target).
+    pub circuits: crate::circuits::CircuitBoard,
+    /// Set when the process starts shutting down or hands its sockets to a new process;
+    /// `/readyz` then answers 503 so load balancers stop sending traffic.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl GatewayState {
@@ -145,6 +156,7 @@ impl GatewayState {
         let nonces = Arc::new(LocalNonces::new(options.nonce_capacity));
         let holds = Arc::new(LocalHolds::new(options.hold_capacity));
         let prices = options.prices.clone();
+        let circuit_config = options.circuit.clone();
         Arc::new(GatewayState {
             keys: KeyResolver::new(store.clone(), root.clone(), &options),
             credentials: CredentialCache::new(store.clone(), root, &options),
@@ -164,7 +176,20 @@ impl GatewayState {
             holds,
             prices,
             proxied: Arc::new(ProxiedPeers::default()),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            circuits: crate::circuits::CircuitBoard::new(circuit_config),
         })
+    }
+}
+
+impl GatewayState {
+    /// The Prometheus exposition, with point-in-time gauges (circuit states) refreshed first.
+    pub fn render_metrics(&self) -> String {
+        for c in self.circuits.snapshot(None) {
+            self.metrics
+                .circuit_state(&c.tenant, &c.target, c.snapshot.state.as_gauge());
+        }
+        self.metrics.render()
     }
 }
 

@@ -374,8 +374,9 @@ impl Mock {
     }
 
     /// Routes: `/stream` (SSE: one event, then waits for `release`, then two more),
-    /// `/slow` (answers after 1.5 s), `/echo` (returns the request body), anything else: JSON
-    /// describing the request.
+    /// `/slow` (answers after 1.5 s), `/hang` (answers after 30 s), `/status/NNN` (answers
+    /// NNN), `/broken-stream` (one SSE event, then the connection breaks), `/echo` (returns the
+    /// request body), anything else: JSON describing the request.
     pub async fn start() -> Mock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mock = Mock {
@@ -406,6 +407,37 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
     if path.ends_with("/stream") {
         let release = mock.release.clone();
         let stream = async_stream(release);
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    if let Some(code) = path
+        .rsplit_once("/status/")
+        .and_then(|(_, c)| c.parse::<u16>().ok())
+    {
+        return Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"error":{"message":"mock failure"}}"#))
+            .unwrap();
+    }
+    if path.ends_with("/hang") {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    if path.ends_with("/broken-stream") {
+        // One event, then the connection breaks before the stream's end.
+        let stream = futures::stream::unfold(0u8, |state| async move {
+            match state {
+                0 => Some((Ok(Bytes::from_static(b"data: {\"partial\":true}\n\n")), 1)),
+                1 => {
+                    // Long enough for the first event to reach the client.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Some((Err(std::io::Error::other("upstream died")), 2))
+                }
+                _ => None,
+            }
+        });
         return Response::builder()
             .header("content-type", "text/event-stream")
             .body(Body::from_stream(stream))

@@ -166,6 +166,59 @@ pub struct Provider {
     /// Shipped in the built-in catalog (false for custom providers).
     #[serde(default)]
     pub builtin: bool,
+    /// Where requests go when this provider cannot take them (its circuit is open, or the
+    /// connection fails before anything was sent): other providers of the same tenant, lowest
+    /// `priority` first, equal priorities shared by `weight`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<FailoverTarget>,
+    /// Upstream timeouts overriding the gateway's defaults.
+    #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
+    pub timeouts: Timeouts,
+}
+
+/// One failover target of a provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverTarget {
+    /// The provider to send to instead (its own base URL and credential are used).
+    pub provider: String,
+    /// Lower goes first; the provider itself is priority 0 (default 1).
+    #[serde(default = "one")]
+    pub priority: u32,
+    /// Share among targets of equal priority (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// The equivalent model on that provider (rewrites the body's `model`), if it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Upstream timeouts in milliseconds; unset fields keep the gateway's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Establishing the connection (TCP and TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    /// Waiting for any read: the response header (time to first byte) and each later chunk
+    /// (idle time between chunks of a stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_ms: Option<u64>,
+    /// The whole exchange, from admission to the last byte of the response; a response still
+    /// streaming at that point is cut off with an explicit error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<u64>,
+}
+
+impl Timeouts {
+    /// Whether no timeout is set.
+    pub fn is_empty(&self) -> bool {
+        self.connect_ms.is_none() && self.read_ms.is_none() && self.total_ms.is_none()
+    }
 }
 
 fn generic() -> String {

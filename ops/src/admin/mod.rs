@@ -4,6 +4,7 @@
 //! change is written to the audit chain with the admin token as actor, and pushed to the
 //! gateway's caches through a [`ChangeListener`] before the response is sent.
 
+mod circuits;
 mod credentials;
 mod error;
 mod holds;
@@ -15,6 +16,7 @@ mod policies;
 mod providers;
 mod system;
 
+pub use circuits::CircuitDesk;
 pub use error::ApiError;
 
 use axum::extract::{FromRequestParts, State};
@@ -53,6 +55,8 @@ pub struct Control {
     pub alerts: Option<crate::alerts::Webhook>,
     /// Requests parked for approval.
     pub holds: Arc<dyn HoldDesk>,
+    /// The gateway's circuit breakers.
+    pub circuits: Arc<dyn CircuitDesk>,
 }
 
 /// Admin actions announced on the alert webhook as well as audited.
@@ -190,6 +194,8 @@ pub fn router(ctl: Arc<Control>) -> Router {
             "/api/v1/limits/{scope}",
             axum::routing::put(limits::put).delete(limits::delete),
         )
+        .route("/api/v1/circuits", get(circuits::list))
+        .route("/api/v1/circuits/{target}/reset", post(circuits::reset))
         .route("/api/v1/holds", get(holds::list))
         .route("/api/v1/holds/{id}/approve", post(holds::approve))
         .route("/api/v1/holds/{id}/reject", post(holds::reject))

@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::Json;
 use latchkey_vault::catalog;
-use latchkey_vault::model::{AuthScheme, Provider, Rotation};
+use latchkey_vault::model::{AuthScheme, FailoverTarget, Provider, Rotation, Timeouts};
 use latchkey_vault::notify::Change;
 use latchkey_vault::store::Store;
 use serde::Deserialize;
@@ -111,6 +111,40 @@ pub struct NewProvider {
     env_key: Option<String>,
     #[serde(default)]
     env_base_url: Option<String>,
+    #[serde(default)]
+    failover: Vec<FailoverTarget>,
+    #[serde(default)]
+    timeouts: Timeouts,
+}
+
+/// Failover targets must name other providers of the tenant, at most 8 of them.
+async fn check_failover(
+    ctl: &Ctl,
+    tenant: &str,
+    id: &str,
+    targets: &[FailoverTarget],
+) -> Result<(), ApiError> {
+    if targets.len() > 8 {
+        return Err(ApiError::invalid("failover: at most 8 targets"));
+    }
+    let known = merged(ctl.store.as_ref(), tenant).await?;
+    for t in targets {
+        if t.provider == id {
+            return Err(ApiError::invalid(
+                "failover: a provider cannot fail over to itself",
+            ));
+        }
+        if !known.iter().any(|k| k.id == t.provider) {
+            return Err(ApiError::invalid(format!(
+                "failover: unknown provider {:?}",
+                t.provider
+            )));
+        }
+        if t.weight == 0 {
+            return Err(ApiError::invalid("failover: weight must be at least 1"));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/providers`.
@@ -121,6 +155,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(n) = body?;
     let tenant = admin.0.tenant.clone();
+    check_failover(&ctl, &tenant, &n.id, &n.failover).await?;
     if find(&ctl, &tenant, &n.id).await.is_ok() {
         return Err(ApiError::conflict(format!(
             "provider {:?} exists; use PATCH to change it",
@@ -143,6 +178,8 @@ pub async fn create(
         env_base_url: n.env_base_url,
         requires_base_url: false,
         builtin: false,
+        failover: n.failover,
+        timeouts: n.timeouts,
     };
     catalog::validate(&p, ctl.allow_private_upstreams)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -163,6 +200,8 @@ pub struct ProviderPatch {
     proxying: Option<bool>,
     idempotency: Option<bool>,
     rate_limit_headers: Option<String>,
+    failover: Option<Vec<FailoverTarget>>,
+    timeouts: Option<Timeouts>,
 }
 
 /// `PATCH /api/v1/providers/{id}`.
@@ -196,6 +235,13 @@ pub async fn patch(
     }
     if let Some(v) = patch.rate_limit_headers {
         p.rate_limit_headers = v;
+    }
+    if let Some(v) = patch.failover {
+        check_failover(&ctl, &tenant, &id, &v).await?;
+        p.failover = v;
+    }
+    if let Some(v) = patch.timeouts {
+        p.timeouts = v;
     }
     catalog::validate(&p, ctl.allow_private_upstreams)
         .map_err(|e| ApiError::invalid(e.to_string()))?;

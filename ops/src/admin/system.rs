@@ -32,6 +32,7 @@ pub async fn status(ctl: Ctl, admin: Admin) -> Result<Json<Value>, ApiError> {
         "credentials": credentials,
         "keys": { "total": keys.len(), "active": active, "suspended": suspended },
         "lockdown": { "active": lockdowns > 0, "switches": lockdowns },
+        "circuits": ctl.circuits.list(tenant),
     })))
 }
 

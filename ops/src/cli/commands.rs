@@ -185,7 +185,7 @@ fn login(
 }
 
 fn status_text(v: &Value) -> String {
-    format!(
+    let mut out = format!(
         "version:      {}\nuptime:       {}s\ngateway:      {}\nstore:        {} ({})\ncredentials:  {}\nkeys:         {} active of {}",
         s(&v["version"]),
         s(&v["uptime_seconds"]),
@@ -195,7 +195,27 @@ fn status_text(v: &Value) -> String {
         s(&v["credentials"]),
         s(&v["keys"]["active"]),
         s(&v["keys"]["total"]),
-    )
+    );
+    let circuits: Vec<String> = v["circuits"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    format!(
+                        "{} {} ({} of {} failed)",
+                        s(&c["target"]),
+                        s(&c["state"]),
+                        s(&c["failures"]),
+                        s(&c["requests"])
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !circuits.is_empty() {
+        out.push_str(&format!("\ncircuits:     {}", circuits.join("; ")));
+    }
+    out
 }
 
 fn providers_text(v: &Value) -> String {
