@@ -806,3 +806,79 @@ async fn openai_streams_are_asked_for_usage_and_token_velocity_suspends_the_key(
     assert_eq!((st, code(&v)), (403, "key_suspended"), "{v}");
     assert_eq!(mock.count(), 2);
 }
+
+#[tokio::test]
+async fn a_held_request_whose_client_leaves_is_withdrawn() {
+    let (hook, mock, s, _id, k) = hold_setup().await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let gone = client
+        .post(format!("{}/proxy/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&k)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "wire transfer, quick"}]}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up waiting");
+    let hold = announced_hold(&hook).await;
+    let mut pending = json!(null);
+    for _ in 0..50 {
+        pending = s.admin(Method::GET, "holds", None).await.1;
+        if pending["holds"] == json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        pending["holds"],
+        json!([]),
+        "the abandoned hold is withdrawn"
+    );
+    let (st, _) = s
+        .admin(Method::POST, &format!("holds/{hold}/approve"), None)
+        .await;
+    assert_eq!(st, 404);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        mock.count(),
+        0,
+        "an abandoned request never reaches the provider"
+    );
+}
+
+#[tokio::test]
+async fn requests_without_a_json_body_cost_nothing_against_a_budget() {
+    let (mock, s) = setup(ServerOpts::default()).await;
+    let (st, v) = s
+        .admin(
+            Method::PUT,
+            "limits/tenant",
+            Some(json!({"budget_daily_usd": 0.01})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_id, k) = s
+        .key(json!({"name": "lister", "providers": ["openai"]}))
+        .await;
+    for _ in 0..5 {
+        let resp = s
+            .http
+            .get(format!("{}/proxy/openai/v1/models", s.gateway))
+            .bearer_auth(&k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "a listing reserves no tokens");
+    }
+    assert_eq!(mock.count(), 5);
+    // A chat call's worst case ($0.30 at the default price of an unpriced model) does not fit.
+    let (st, h, v) = chat(&s, &k, "hi", json!({"model": "unpriced-model"}), &[]).await;
+    assert_eq!((st, code(&v)), (429, "budget_exceeded"), "{v}");
+    assert!(
+        !h.contains_key("retry-after"),
+        "a request larger than the whole budget is not invited to retry"
+    );
+    assert_eq!(mock.count(), 5);
+}

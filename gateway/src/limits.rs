@@ -172,8 +172,12 @@ pub fn needs_estimate(key: &ResolvedKey, rules: &TenantRules) -> bool {
 
 /// The 429 for an exceeded limit, with `retry-after` and the key's remaining allowance.
 pub fn refusal(e: &Exceeded, key_headroom: &[Headroom]) -> GatewayError {
-    let mut err = GatewayError::new(429, e.code(), e.to_string())
-        .with_header("retry-after", e.retry_after_secs.to_string());
+    let mut err = GatewayError::new(429, e.code(), e.to_string());
+    if !e.never_fits {
+        // Waiting cannot help a request larger than the limit: no retry-after then, so an
+        // SDK does not sleep until tomorrow only to be refused again.
+        err = err.with_header("retry-after", e.retry_after_secs.to_string());
+    }
     for (name, value) in headroom_headers(key_headroom) {
         err = err.with_header(name, value);
     }

@@ -76,6 +76,8 @@ pub struct Effects {
     pub route: Option<latchkey_policy::rules::Route>,
     /// Forward, but flag it (`warn`).
     pub warned: bool,
+    /// Park the request for approval first ([`hold`]).
+    pub hold: Option<HoldInfo>,
 }
 
 /// Evaluates `policy` and applies its decision. `Err` is the refusal to send; on `Ok` the
@@ -155,7 +157,7 @@ pub async fn enforce(
             info.message = decision.message.clone();
             info.request_id = Some(subject.request_id.to_string());
             v.hold = Some(info.id.clone());
-            hold(state, info).await?;
+            effects.hold = Some(info);
         }
     }
     Ok(effects)
@@ -170,8 +172,13 @@ fn blocked(decision: &Decision) -> GatewayError {
     GatewayError::new(403, "policy_blocked", message)
 }
 
-/// Parks the request until an admin decides or the hold times out.
-async fn hold(state: &Arc<GatewayState>, mut info: HoldInfo) -> Result<(), GatewayError> {
+/// Parks the request until an admin decides, the hold times out, or `client_gone` completes
+/// (the client disconnected: the hold is withdrawn and the request never sent).
+pub async fn hold(
+    state: &Arc<GatewayState>,
+    mut info: HoldInfo,
+    client_gone: impl std::future::Future<Output = ()>,
+) -> Result<(), GatewayError> {
     let timeout = state.options.hold_timeout;
     info.expires_at = chrono::Duration::from_std(timeout)
         .ok()
@@ -194,7 +201,16 @@ async fn hold(state: &Arc<GatewayState>, mut info: HoldInfo) -> Result<(), Gatew
     })?;
     state.notifier.notify(announce);
     tracing::info!(hold = %id, "request held for approval");
-    match parked.wait(timeout).await {
+    let outcome = tokio::select! {
+        outcome = parked.wait(timeout) => outcome,
+        () = client_gone => {
+            // Dropping the parked hold withdrew it.
+            tracing::info!(hold = %id, "client left while its request was held");
+            state.metrics.hold("abandoned");
+            return Err(GatewayError::new(499, "client_closed", "the client disconnected"));
+        }
+    };
+    match outcome {
         HoldOutcome::Approved { by } => {
             tracing::info!(hold = %id, %by, "held request approved");
             state.metrics.hold("approved");

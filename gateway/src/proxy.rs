@@ -191,7 +191,14 @@ async fn admit(
         .map_err(|e| GatewayError::new(503, "policy_unavailable", e.to_string()))?
         .cloned();
     let wants_estimate = limits::needs_estimate(&key, &rules);
-    let wants_usage = wants_estimate || velocity::watches_tokens(&key);
+    // Only JSON bodies are model calls worth estimating; uploads and forms cost nothing to read.
+    let json_body = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    let wants_usage = (wants_estimate || velocity::watches_tokens(&key)) && json_body;
 
     // The body, read once (within Pingora's retry buffer) and parsed once, only when a stage
     // needs it: signature, model allow-list, a policy that reads prompts, or a budget estimate.
@@ -241,6 +248,18 @@ async fn admit(
         .await?;
         ctx.warned = effects.warned;
         rewrite = effects.body_changed;
+        if let Some(info) = effects.hold {
+            // Watch the client while the request waits: its body must be read first, so
+            // that watching the socket cannot eat the body.
+            if ctx.body.is_none() && !session.as_mut().is_body_done() {
+                ctx.body = Some(read_body(session).await?);
+            }
+            let downstream = session.as_mut();
+            let client_gone = async move {
+                let _ = downstream.read_body_or_idle(true).await;
+            };
+            policy::hold(state, info, client_gone).await?;
+        }
         if let Some(route) = effects.route {
             if let Some(model) = route.model {
                 match json.as_mut().and_then(|j| j.get_mut("model")) {
@@ -270,9 +289,11 @@ async fn admit(
         let ids = limits::ScopeIds::of(&key);
         let scopes = limits::scopes(&key, &rules, &ids);
         if !scopes.is_empty() {
-            let (tokens, cost) = if wants_estimate {
+            // A request without a JSON body (a listing, an upload, a form) generates no
+            // tokens: nothing to reserve beyond the request itself.
+            let (tokens, cost) = if let (true, Some(body)) = (wants_estimate, json.as_ref()) {
                 let est = usage::estimate(
-                    json.as_ref().unwrap_or(&serde_json::Value::Null),
+                    body,
                     ctx.body.as_ref().map_or(0, |b| b.len()),
                     state.options.default_max_output_tokens,
                 );
@@ -489,6 +510,17 @@ fn plan_retry(
         }
         Err(_) => false,
     }
+}
+
+/// `application/json` or any `+json` media type.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
 }
 
 /// Reads the whole request body before the provider is contacted, within Pingora's 64 KiB
@@ -746,6 +778,10 @@ impl ProxyHttp for Gateway {
                 ErrorType::HTTPStatus(status),
                 "request rewrite failed",
             ));
+        }
+        if ctx.meter_wanted {
+            // Usage is read from the response as it streams by: ask for it uncompressed.
+            upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
         if let Some(body) = &ctx.upstream_body {
             // A policy rewrote the body: announce its real length.

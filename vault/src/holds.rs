@@ -247,11 +247,13 @@ impl Parked {
 
     /// Waits for a decision, at most `timeout`. On timeout the hold is withdrawn, so a late
     /// approval finds nothing; a decision racing the timeout wins if it got there first.
+    ///
+    /// Dropping the future before it completes (the client went away) withdraws the hold.
     pub async fn wait(mut self, timeout: Duration) -> HoldOutcome {
-        let Some(mut rx) = self.rx.take() else {
+        let Some(rx) = self.rx.as_mut() else {
             return HoldOutcome::TimedOut;
         };
-        match tokio::time::timeout(timeout, &mut rx).await {
+        let outcome = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => HoldOutcome::TimedOut,
             Err(_) => {
@@ -260,10 +262,16 @@ impl Parked {
                     HoldOutcome::TimedOut
                 } else {
                     // Someone decided between the timer firing and the lock: honour it.
-                    rx.try_recv().unwrap_or(HoldOutcome::TimedOut)
+                    self.rx
+                        .as_mut()
+                        .and_then(|rx| rx.try_recv().ok())
+                        .unwrap_or(HoldOutcome::TimedOut)
                 }
             }
-        }
+        };
+        // Over: nothing left to withdraw on drop.
+        self.rx = None;
+        outcome
     }
 }
 
@@ -348,6 +356,21 @@ mod tests {
             Err(HoldError::NotFound)
         );
         assert!(holds.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_dropped_midway_withdraws_the_hold() {
+        let holds = LocalHolds::new(10);
+        let a = holds.park(info("t")).unwrap();
+        let id = a.id().to_string();
+        let waiting = a.wait(Duration::from_secs(10));
+        // The client goes away while its request waits.
+        let _ = tokio::time::timeout(Duration::from_millis(20), waiting).await;
+        assert!(holds.is_empty());
+        assert_eq!(
+            holds.decide("t", &id, true, "admin:x", None),
+            Err(HoldError::NotFound)
+        );
     }
 
     #[tokio::test]

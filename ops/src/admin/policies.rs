@@ -182,6 +182,8 @@ pub async fn apply(
         updated_by: format!("admin:{}", admin.0.id),
     };
     ctl.store.put_policy(&rec).await?;
+    // The new version is live from here, even if attaching it below fails.
+    changed(&ctl, &tenant).await;
     let attach = AttachBody {
         key: b.key,
         tenant_default: b.tenant_default,
@@ -283,6 +285,10 @@ pub async fn detach(
         "key" => json!({ "key": b.key }),
         _ => json!({ "tenant_default": true }),
     };
-    ctl.audit_detail(&admin, "policy.detach", target, "ok", detail.clone());
+    let audit_target = match (target, &b.key) {
+        ("key", Some(k)) => k.as_str(),
+        _ => "tenant_default",
+    };
+    ctl.audit_detail(&admin, "policy.detach", audit_target, "ok", detail.clone());
     Ok(Json(json!({ "detached": detail })))
 }

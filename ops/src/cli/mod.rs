@@ -475,6 +475,10 @@ pub struct ServeArgs {
     /// Gateway worker threads [default: 1].
     #[arg(long, env = "LATCHKEY_THREADS")]
     pub threads: Option<usize>,
+    /// Zero-downtime upgrade: take over the listening sockets of the `latchkey serve` running on
+    /// this data dir; it then stops accepting, finishes its in-flight requests and exits.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// Runs a client command (everything but `serve`).

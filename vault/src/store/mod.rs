@@ -136,7 +136,7 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces a policy (matched by tenant and name).
     async fn put_policy(&self, policy: &PolicyRecord) -> StoreResult<()>;
     /// Deletes a policy; true when one existed. Fails with [`StoreError::Conflict`] (changing
-    /// nothing) while a key uses it or it is the tenant default.
+    /// nothing) while a key that is not revoked uses it, or it is the tenant default.
     async fn delete_policy(&self, tenant: &str, name: &str) -> StoreResult<bool>;
     /// The name of the tenant's default policy (applies to keys without a policy of their own).
     async fn tenant_policy(&self, tenant: &str) -> StoreResult<Option<String>>;

@@ -929,7 +929,7 @@ impl Store for SqliteStore {
             }
             let users: i64 = tx
                 .query_row(
-                    "SELECT COUNT(*) FROM keys WHERE tenant = ?1 AND json_extract(body, '$.policy') = ?2",
+                    "SELECT COUNT(*) FROM keys WHERE tenant = ?1 AND json_extract(body, '$.policy') = ?2 AND json_extract(body, '$.status') != 'revoked'",
                     [&tenant, &name],
                     |r| r.get(0),
                 )
