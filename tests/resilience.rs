@@ -149,6 +149,74 @@ async fn circuit_opens_fails_fast_and_half_opens_after_the_cooldown() {
         ("outcome", "upstream_unavailable")
     )
     .is_some());
+    assert!(sample("latchkey_cache_lookups_total", ("cache", "keys")).is_some_and(|v| v > 0.0));
+    assert!(sample("latchkey_bytes_total", ("direction", "response")).is_some_and(|v| v > 0.0));
+    for family in [
+        "latchkey_gateway_overhead_seconds",
+        "latchkey_upstream_ttfb_seconds",
+        "latchkey_upstream_duration_seconds",
+        "latchkey_store_duration_seconds",
+    ] {
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|s| s.metric == family
+                    && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+            "{family} missing: {text}"
+        );
+    }
+    assert!(text.contains("latchkey_audit_queue_depth "), "{text}");
+    assert!(text.contains("latchkey_audit_lag_seconds "), "{text}");
+}
+
+#[tokio::test]
+async fn json_access_log_has_the_request_id_and_no_secret() {
+    let mock = Mock::start().await;
+    let mut s = Server::start_with(ServerOpts {
+        env: vec![
+            ("LATCHKEY_LOG_FORMAT".into(), "json".into()),
+            ("RUST_LOG".into(), "info,latchkey::access=info".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    s.point("openai", &mock.url()).await;
+    s.connect("openai", SECRET, &[]).await;
+    let (_, k) = s
+        .key(json!({"name": "agent", "providers": ["openai"]}))
+        .await;
+    let (st, h, _) = call(&s, &k, Method::GET, "/v1/models").await;
+    assert_eq!(st, 200);
+    let request_id = h["x-request-id"].to_str().unwrap().to_string();
+    assert!(s.stop().success());
+    let all = String::from_utf8_lossy(&s.logs()).into_owned();
+    assert!(
+        !all.contains(SECRET) && !all.contains(&k),
+        "a secret in the logs"
+    );
+    // The tracing output is on stderr (stdout has the bootstrap banner).
+    let mut logs = String::new();
+    for e in std::fs::read_dir(s.dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("stderr-"))
+        {
+            logs.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let access: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == json!("latchkey::access"))
+        .collect();
+    assert_eq!(access.len(), 1, "{logs}");
+    assert_eq!(access[0]["fields"]["request_id"], json!(request_id));
+    assert_eq!(access[0]["fields"]["status"], json!(200));
+    // Every line of the log is JSON.
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "{line}");
+    }
 }
 
 #[tokio::test]

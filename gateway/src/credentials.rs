@@ -4,6 +4,7 @@
 //! are zeroized when evicted, and never printed.
 
 use crate::errors::GatewayError;
+use crate::metrics::CacheObserver;
 use crate::state::GatewayOptions;
 use latchkey_vault::envelope::{self, Binding};
 use latchkey_vault::rootkey::RootKey;
@@ -43,12 +44,19 @@ pub struct CredentialCache {
     store: Arc<dyn Store>,
     root: RootKey,
     cache: Cache<CacheKey, Arc<Injectable>>,
+    obs: CacheObserver,
 }
 
 impl CredentialCache {
     /// A cache with the TTL from `opts`.
-    pub fn new(store: Arc<dyn Store>, root: RootKey, opts: &GatewayOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        opts: &GatewayOptions,
+        obs: CacheObserver,
+    ) -> Self {
         CredentialCache {
+            obs,
             store,
             root,
             cache: Cache::builder()
@@ -68,8 +76,11 @@ impl CredentialCache {
         let key = cache_key(tenant, provider, workload);
         // Fast path: a plain read; the loader below (and its future) only on a miss.
         if let Some(hit) = self.cache.get(&key).await {
+            self.obs.hit.inc();
             return Ok(hit);
         }
+        self.obs.miss.inc();
+        let timer = self.obs.store.clone();
         let store = self.store.clone();
         let root = self.root.clone();
         let (tenant, provider, workload) = (
@@ -79,9 +90,12 @@ impl CredentialCache {
         );
         self.cache
             .try_get_with(key, async move {
+                let started = std::time::Instant::now();
                 let found = store
                     .active_credential(&tenant, &provider, workload.as_deref())
-                    .await
+                    .await;
+                timer.observe(started.elapsed().as_secs_f64());
+                let found = found
                     .map_err(|e| {
                         tracing::error!(error = %e, "credential lookup failed");
                         GatewayError::new(503, "store_unavailable", "the credential store is unreachable; try again shortly")

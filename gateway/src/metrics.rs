@@ -28,6 +28,25 @@ pub struct Metrics {
     holds: IntCounterVec,
     upstream_outcomes: IntCounterVec,
     circuit_state: prometheus::IntGaugeVec,
+    overhead: HistogramVec,
+    upstream: HistogramVec,
+    ttfb: HistogramVec,
+    bytes: IntCounterVec,
+    cache: IntCounterVec,
+    store: HistogramVec,
+    audit_depth: prometheus::IntGauge,
+    audit_lag: prometheus::Gauge,
+}
+
+/// Hit and miss counters of one cache, and the store latency of its loads.
+#[derive(Clone)]
+pub struct CacheObserver {
+    /// Lookups answered from memory.
+    pub hit: IntCounter,
+    /// Lookups that went to the store.
+    pub miss: IntCounter,
+    /// Time of the store call a miss made.
+    pub store: prometheus::Histogram,
 }
 
 impl Default for Metrics {
@@ -126,8 +145,76 @@ impl Metrics {
             &["tenant", "target"],
         )
         .expect("valid metric");
+        let latency = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["provider"],
+            )
+            .expect("valid metric")
+        };
+        let overhead = latency(
+            "latchkey_gateway_overhead_seconds",
+            "Time Latchkey spent before handing the request to the provider connection (checks, policy, limits, credential, connect), by provider.",
+        );
+        let upstream = latency(
+            "latchkey_upstream_duration_seconds",
+            "Time from sending the request to the provider until the end of its response, by provider.",
+        );
+        let ttfb = latency(
+            "latchkey_upstream_ttfb_seconds",
+            "Time from sending the request to the provider until its response header arrived, by provider.",
+        );
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "latchkey_bytes_total",
+                "Body bytes proxied, by provider and direction (request, response).",
+            ),
+            &["provider", "direction"],
+        )
+        .expect("valid metric");
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "latchkey_cache_lookups_total",
+                "In-memory cache lookups, by cache (keys, credentials) and result (hit, miss).",
+            ),
+            &["cache", "result"],
+        )
+        .expect("valid metric");
+        let store = HistogramVec::new(
+            HistogramOpts::new(
+                "latchkey_store_duration_seconds",
+                "Store calls made on cache misses, by operation.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 5.0,
+            ]),
+            &["op"],
+        )
+        .expect("valid metric");
+        let audit_depth = prometheus::IntGauge::new(
+            "latchkey_audit_queue_depth",
+            "Audit events queued and not yet stored.",
+        )
+        .expect("valid metric");
+        let audit_lag = prometheus::Gauge::new(
+            "latchkey_audit_lag_seconds",
+            "How long the oldest event of the last stored audit batch waited in the queue.",
+        )
+        .expect("valid metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(overhead.clone()),
+            Box::new(upstream.clone()),
+            Box::new(ttfb.clone()),
+            Box::new(bytes.clone()),
+            Box::new(cache.clone()),
+            Box::new(store.clone()),
+            Box::new(audit_depth.clone()),
+            Box::new(audit_lag.clone()),
             Box::new(upstream_outcomes.clone()),
             Box::new(circuit_state.clone()),
             Box::new(duration.clone()),
@@ -154,6 +241,66 @@ impl Metrics {
             holds,
             upstream_outcomes,
             circuit_state,
+            overhead,
+            upstream,
+            ttfb,
+            bytes,
+            cache,
+            store,
+            audit_depth,
+            audit_lag,
+        }
+    }
+
+    /// The hit/miss counters of cache `cache` and the latency histogram of store operation `op`.
+    pub fn cache_observer(&self, cache: &str, op: &str) -> CacheObserver {
+        CacheObserver {
+            hit: self.cache.with_label_values(&[cache, "hit"]),
+            miss: self.cache.with_label_values(&[cache, "miss"]),
+            store: self.store.with_label_values(&[op]),
+        }
+    }
+
+    /// Records the phases of one proxied request (seconds; `None` where it did not get there).
+    pub fn observe_phases(
+        &self,
+        provider: &str,
+        overhead: Option<f64>,
+        ttfb: Option<f64>,
+        upstream: Option<f64>,
+    ) {
+        if let Some(v) = overhead {
+            self.overhead.with_label_values(&[provider]).observe(v);
+        }
+        if let Some(v) = ttfb {
+            self.ttfb.with_label_values(&[provider]).observe(v);
+        }
+        if let Some(v) = upstream {
+            self.upstream.with_label_values(&[provider]).observe(v);
+        }
+    }
+
+    /// Adds proxied body bytes.
+    pub fn bytes(&self, provider: &str, request: u64, response: u64) {
+        if request > 0 {
+            self.bytes
+                .with_label_values(&[provider, "request"])
+                .inc_by(request);
+        }
+        if response > 0 {
+            self.bytes
+                .with_label_values(&[provider, "response"])
+                .inc_by(response);
+        }
+    }
+
+    /// Sets the audit queue gauges.
+    pub fn audit_queue(&self, depth: Option<u64>, lag_seconds: Option<f64>) {
+        if let Some(d) = depth {
+            self.audit_depth.set(d as i64);
+        }
+        if let Some(l) = lag_seconds {
+            self.audit_lag.set(l);
         }
     }
 

@@ -194,30 +194,31 @@ pub async fn hold(
         "reject": format!("POST /api/v1/holds/{}/reject", info.id),
     });
     let id = info.id.clone();
+    let request_id = info.request_id.clone().unwrap_or_default();
     let parked = state.holds.park(info).map_err(|e| {
         state.metrics.hold("queue_full");
         GatewayError::new(503, "hold_queue_full", format!("{e}; try again later"))
             .with_header("retry-after", "30")
     })?;
     state.notifier.notify(announce);
-    tracing::info!(hold = %id, "request held for approval");
+    tracing::info!(%request_id, hold = %id, "request held for approval");
     let outcome = tokio::select! {
         outcome = parked.wait(timeout) => outcome,
         () = client_gone => {
             // Dropping the parked hold withdrew it.
-            tracing::info!(hold = %id, "client left while its request was held");
+            tracing::info!(%request_id, hold = %id, "client left while its request was held");
             state.metrics.hold("abandoned");
             return Err(GatewayError::new(499, "client_closed", "the client disconnected"));
         }
     };
     match outcome {
         HoldOutcome::Approved { by } => {
-            tracing::info!(hold = %id, %by, "held request approved");
+            tracing::info!(%request_id, hold = %id, %by, "held request approved");
             state.metrics.hold("approved");
             Ok(())
         }
         HoldOutcome::Rejected { by, reason } => {
-            tracing::info!(hold = %id, %by, "held request rejected");
+            tracing::info!(%request_id, hold = %id, %by, "held request rejected");
             state.metrics.hold("rejected");
             let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
             Err(GatewayError::new(

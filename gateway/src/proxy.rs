@@ -91,6 +91,12 @@ pub struct RequestCtx {
     retarget: Option<(Chosen, u64)>,
     /// When the whole exchange must be over (the provider's `total_ms`).
     deadline: Option<Instant>,
+    /// When the request was handed to the provider connection (the last attempt's).
+    sent_at: Option<Instant>,
+    /// Seconds from `sent_at` to the response header.
+    ttfb: Option<f64>,
+    /// Response body bytes passed to the client.
+    response_bytes: u64,
 }
 
 fn new_request_id() -> String {
@@ -179,7 +185,7 @@ async fn admit(
         .get(state.store.as_ref(), &key.tenant)
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "cannot load policies");
+            tracing::error!(request_id = %ctx.request_id, error = %e, "cannot load policies");
             GatewayError::new(
                 503,
                 "store_unavailable",
@@ -332,7 +338,7 @@ async fn admit(
                     return Err(limits::refusal(&e, &headroom));
                 }
                 Err(CounterError::Unavailable(why)) => {
-                    tracing::error!(error = %why, "limit counters unavailable");
+                    tracing::error!(request_id = %ctx.request_id, error = %why, "limit counters unavailable");
                     return Err(GatewayError::new(
                         503,
                         "limits_unavailable",
@@ -640,6 +646,9 @@ impl ProxyHttp for Gateway {
             attempt: 0,
             retarget: None,
             deadline: None,
+            sent_at: None,
+            ttfb: None,
+            response_bytes: 0,
         }
     }
 
@@ -648,6 +657,16 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        if self
+            .state
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Answer with `Connection: close` so the client opens its next connection to the
+            // process taking over (or another node) instead of reusing one this process is
+            // about to close while the client may be sending on it.
+            session.set_keepalive(None);
+        }
         let path = session.req_header().uri.path().to_string();
         let outcome = match route::classify(&path) {
             Route::Health => {
@@ -779,6 +798,7 @@ impl ProxyHttp for Gateway {
                 "request rewrite failed",
             ));
         }
+        ctx.sent_at = Some(Instant::now());
         if ctx.meter_wanted {
             // Usage is read from the response as it streams by: ask for it uncompressed.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
@@ -886,6 +906,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        ctx.ttfb = ctx.sent_at.map(|t| t.elapsed().as_secs_f64());
         record_outcome(
             &self.state,
             ctx,
@@ -924,8 +945,11 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
-        if let (Some(m), Some(chunk)) = (ctx.metering.as_mut(), body.as_ref()) {
-            m.feed(chunk);
+        if let Some(chunk) = body.as_ref() {
+            ctx.response_bytes += chunk.len() as u64;
+            if let Some(m) = ctx.metering.as_mut() {
+                m.feed(chunk);
+            }
         }
         if ctx.deadline.is_some_and(|d| Instant::now() > d) {
             // Past the provider's total timeout: cut the response off visibly (the client
@@ -1042,7 +1066,40 @@ impl ProxyHttp for Gateway {
             status.unwrap_or(0) as u16,
             elapsed.as_secs_f64(),
         );
+        if let Some(sent) = ctx.sent_at {
+            let overhead = sent.saturating_duration_since(ctx.started).as_secs_f64();
+            self.state.metrics.observe_phases(
+                provider_id,
+                Some(overhead),
+                ctx.ttfb,
+                Some(sent.elapsed().as_secs_f64()),
+            );
+            let request_bytes = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            self.state
+                .metrics
+                .bytes(provider_id, request_bytes, ctx.response_bytes);
+        }
         let path = session.req_header().uri.path();
+        // The access log: one structured line per request, never a secret (enable with
+        // RUST_LOG=latchkey::access=info; off by default so it costs nothing under load).
+        tracing::info!(
+            target: "latchkey::access",
+            request_id = %ctx.request_id,
+            actor = %actor,
+            method = %session.req_header().method,
+            path,
+            provider = provider_id,
+            target = ctx.target.as_ref().map(|t| t.provider.as_str()),
+            status,
+            decision = %decision,
+            latency_ms = elapsed.as_millis() as u64,
+        );
         let mut event = AuditEvent::now(tenant, &actor, "proxy.request", path, &decision);
         event.provider = ctx.provider.as_ref().map(|p| p.provider.id.clone());
         event.status = status;

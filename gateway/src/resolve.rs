@@ -5,6 +5,7 @@
 //! valid checksums costs one store lookup per distinct key at most per TTL.
 
 use crate::errors::GatewayError;
+use crate::metrics::CacheObserver;
 use crate::state::GatewayOptions;
 use latchkey_policy::limits::Limits;
 use latchkey_policy::locks::KeyLocks;
@@ -103,12 +104,19 @@ pub struct KeyResolver {
     hasher: keyfmt::KeyHasher,
     known: Cache<String, Arc<ResolvedKey>>,
     unknown: Cache<String, ()>,
+    obs: CacheObserver,
 }
 
 impl KeyResolver {
     /// A resolver with the cache sizes and TTLs from `opts`.
-    pub fn new(store: Arc<dyn Store>, root: RootKey, opts: &GatewayOptions) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        opts: &GatewayOptions,
+        obs: CacheObserver,
+    ) -> Self {
         KeyResolver {
+            obs,
             store,
             hasher: keyfmt::KeyHasher::new(&root),
             root,
@@ -131,17 +139,24 @@ impl KeyResolver {
         }
         let hash = self.hasher.hash(presented);
         if let Some(rec) = self.known.get(&hash).await {
+            self.obs.hit.inc();
             return Ok(rec);
         }
         if self.unknown.contains_key(&hash) {
+            self.obs.hit.inc();
             return Err(GatewayError::invalid_key());
         }
+        self.obs.miss.inc();
         let store = self.store.clone();
         let root = self.root.clone();
+        let timer = self.obs.store.clone();
         let found = self
             .known
             .try_get_with(hash.clone(), async move {
-                match store.key_by_hash(&hash).await {
+                let started = std::time::Instant::now();
+                let looked_up = store.key_by_hash(&hash).await;
+                timer.observe(started.elapsed().as_secs_f64());
+                match looked_up {
                     Ok(Some(rec)) => prepare(&root, rec).map(Arc::new).map_err(Some),
                     Ok(None) => Err(None),
                     Err(e) => Err(Some(e.to_string())),

@@ -157,9 +157,20 @@ impl GatewayState {
         let holds = Arc::new(LocalHolds::new(options.hold_capacity));
         let prices = options.prices.clone();
         let circuit_config = options.circuit.clone();
+        let metrics = crate::metrics::Metrics::new();
         Arc::new(GatewayState {
-            keys: KeyResolver::new(store.clone(), root.clone(), &options),
-            credentials: CredentialCache::new(store.clone(), root, &options),
+            keys: KeyResolver::new(
+                store.clone(),
+                root.clone(),
+                &options,
+                metrics.cache_observer("keys", "key_by_hash"),
+            ),
+            credentials: CredentialCache::new(
+                store.clone(),
+                root,
+                &options,
+                metrics.cache_observer("credentials", "active_credential"),
+            ),
             providers: ProviderTable::new(store.clone(), options.allow_private_upstreams),
             dns: DnsCache::new(options.allow_private_upstreams),
             store,
@@ -170,7 +181,7 @@ impl GatewayState {
             nonces,
             velocity: Arc::new(LocalVelocity::new(100_000)),
             notifier,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             policies: PolicyBook::default(),
             counters: Arc::new(LocalCounters::default()),
             holds,
@@ -185,6 +196,8 @@ impl GatewayState {
 impl GatewayState {
     /// The Prometheus exposition, with point-in-time gauges (circuit states) refreshed first.
     pub fn render_metrics(&self) -> String {
+        self.metrics
+            .audit_queue(self.audit.queue_depth(), self.audit.lag_seconds());
         for c in self.circuits.snapshot(None) {
             self.metrics
                 .circuit_state(&c.tenant, &c.target, c.snapshot.state.as_gauge());

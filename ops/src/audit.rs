@@ -4,8 +4,9 @@
 
 use latchkey_vault::audit::{self, AuditEvent, AuditRecord, AuditSink, Verification};
 use latchkey_vault::store::{Store, StoreResult};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Chain id used by a single node.
@@ -15,21 +16,44 @@ const BATCH: usize = 2048;
 const LINGER: Duration = Duration::from_millis(20);
 
 enum Msg {
-    Event(Box<AuditEvent>),
+    /// An event and when it was queued.
+    Event(Box<AuditEvent>, Instant),
     Flush(oneshot::Sender<()>),
+}
+
+/// Queue figures shared by the handles and the writer task.
+#[derive(Default)]
+struct Gauges {
+    depth: AtomicU64,
+    lag_us: AtomicU64,
 }
 
 /// A cloneable handle that queues events for the writer task.
 #[derive(Clone)]
 pub struct AuditWriter {
     tx: mpsc::UnboundedSender<Msg>,
+    gauges: Arc<Gauges>,
 }
 
 impl AuditSink for AuditWriter {
     fn record(&self, event: AuditEvent) {
-        if self.tx.send(Msg::Event(Box::new(event))).is_err() {
+        self.gauges.depth.fetch_add(1, Ordering::Relaxed);
+        if self
+            .tx
+            .send(Msg::Event(Box::new(event), Instant::now()))
+            .is_err()
+        {
+            self.gauges.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("audit writer has stopped; event dropped");
         }
+    }
+
+    fn queue_depth(&self) -> Option<u64> {
+        Some(self.gauges.depth.load(Ordering::Relaxed))
+    }
+
+    fn lag_seconds(&self) -> Option<f64> {
+        Some(self.gauges.lag_us.load(Ordering::Relaxed) as f64 / 1e6)
     }
 }
 
@@ -38,8 +62,9 @@ impl AuditWriter {
     pub async fn start(store: Arc<dyn Store>, chain: &str) -> StoreResult<Self> {
         let head = store.audit_head(chain).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, chain.to_string(), head, rx));
-        Ok(AuditWriter { tx })
+        let gauges = Arc::new(Gauges::default());
+        tokio::spawn(run(store, chain.to_string(), head, rx, gauges.clone()));
+        Ok(AuditWriter { tx, gauges })
     }
 
     /// Waits until every event queued before this call is stored.
@@ -56,8 +81,10 @@ async fn run(
     chain: String,
     mut head: audit::ChainHead,
     mut rx: mpsc::UnboundedReceiver<Msg>,
+    gauges: Arc<Gauges>,
 ) {
     let mut pending: Vec<AuditRecord> = Vec::new();
+    let mut oldest: Option<Instant> = None;
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -65,7 +92,10 @@ async fn run(
         loop {
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Event(e) => pending.push(head.append(&chain, *e)),
+                    Msg::Event(e, queued) => {
+                        oldest.get_or_insert(queued);
+                        pending.push(head.append(&chain, *e));
+                    }
                     Msg::Flush(w) => waiters.push(w),
                 }
                 if pending.len() < BATCH {
@@ -91,7 +121,17 @@ async fn run(
         let mut backoff = Duration::from_millis(50);
         while !pending.is_empty() {
             match store.append_audit(&pending).await {
-                Ok(()) => pending.clear(),
+                Ok(()) => {
+                    gauges
+                        .depth
+                        .fetch_sub(pending.len() as u64, Ordering::Relaxed);
+                    if let Some(t) = oldest.take() {
+                        gauges
+                            .lag_us
+                            .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
+                    pending.clear();
+                }
                 Err(e) => {
                     tracing::error!(error = %e, rows = pending.len(), "audit write failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -145,6 +185,8 @@ mod tests {
             ));
         }
         w.flush().await;
+        assert_eq!(w.queue_depth(), Some(0));
+        assert!(w.lag_seconds().is_some_and(|l| l < 5.0));
         let v = verify_all(store.as_ref()).await.unwrap();
         assert_eq!(v.len(), 1);
         assert!(v[0].ok);

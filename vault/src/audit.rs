@@ -62,6 +62,16 @@ pub fn now_rfc3339() -> String {
 pub trait AuditSink: Send + Sync {
     /// Queues an event for the chain.
     fn record(&self, event: AuditEvent);
+
+    /// Events queued and not yet stored (for metrics), if the sink keeps a queue.
+    fn queue_depth(&self) -> Option<u64> {
+        None
+    }
+
+    /// How long the oldest event of the last stored batch waited, in seconds (for metrics).
+    fn lag_seconds(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A stored, chained audit row.
