@@ -438,6 +438,23 @@ prompt_contains = ["wire transfer"]
     (hook, mock, s, id, k)
 }
 
+/// Sends a chat request in the background (it may be held); yields its status and JSON body.
+fn spawn_chat(s: &Server, key: &str, prompt: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (gw, http, k) = (s.gateway.clone(), s.http.clone(), key.to_string());
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]});
+    tokio::spawn(async move {
+        let resp = http
+            .post(format!("{gw}/proxy/openai/v1/chat/completions"))
+            .bearer_auth(&k)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let st = resp.status().as_u16();
+        (st, resp.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
 /// Waits for the webhook to announce a hold; returns its id.
 async fn announced_hold(hook: &Mock) -> String {
     for _ in 0..100 {
@@ -459,19 +476,7 @@ async fn held_request_approved_through_the_cli_goes_through_exactly_once() {
     let (hook, mock, s, _id, k) = hold_setup().await;
     let login = s.cli(&["login", "--url", &s.admin_url, "--token", &s.token], None);
     assert!(login.status.success());
-    let held = {
-        let (gw, http, k) = (s.gateway.clone(), s.http.clone(), k.clone());
-        tokio::spawn(async move {
-            let resp = http
-                .post(format!("{gw}/proxy/openai/v1/chat/completions"))
-                .bearer_auth(&k)
-                .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "make a wire transfer"}]}))
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        })
-    };
+    let held = spawn_chat(&s, &k, "make a wire transfer");
     let hold = announced_hold(&hook).await;
     assert!(!hook.last().all_text().contains(SECRET));
     assert_eq!(mock.count(), 0, "nothing reaches the provider while held");
@@ -482,7 +487,7 @@ async fn held_request_approved_through_the_cli_goes_through_exactly_once() {
     );
     let out = s.cli(&["holds", "approve", &hold], None);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(held.await.unwrap().0, 200);
     assert_eq!(mock.count(), 1);
     // A second approval finds nothing; the request is not sent again.
     let out = s.cli(&["holds", "approve", &hold], None);
@@ -511,20 +516,7 @@ async fn held_request_approved_through_the_cli_goes_through_exactly_once() {
 #[tokio::test]
 async fn held_request_rejected_or_timed_out_never_reaches_the_provider() {
     let (hook, mock, s, _id, k) = hold_setup().await;
-    let held = {
-        let (gw, http, k) = (s.gateway.clone(), s.http.clone(), k.clone());
-        tokio::spawn(async move {
-            let resp = http
-                .post(format!("{gw}/proxy/openai/v1/chat/completions"))
-                .bearer_auth(&k)
-                .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "wire transfer now"}]}))
-                .send()
-                .await
-                .unwrap();
-            let st = resp.status().as_u16();
-            (st, resp.json::<Value>().await.unwrap())
-        })
-    };
+    let held = spawn_chat(&s, &k, "wire transfer now");
     let hold = announced_hold(&hook).await;
     let (st, v) = s
         .admin(

@@ -228,6 +228,25 @@ fn credential(row: CredRow) -> StoreResult<Credential> {
     })
 }
 
+/// The JSON `body` column of every row a `SELECT body … WHERE tenant = ?1` query returns,
+/// decoded.
+fn json_bodies<T: serde::de::DeserializeOwned>(
+    c: &Connection,
+    sql: &str,
+    tenant: &str,
+) -> StoreResult<Vec<T>> {
+    let mut st = c.prepare(sql).map_err(db)?;
+    let bodies = st
+        .query_map([tenant], |r| r.get::<_, String>(0))
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(corrupt))
+        .collect()
+}
+
 const CRED_COLS: &str = "id, tenant, provider, label, workloads, version, created_at";
 
 /// Key records are stored as JSON beside their indexed hash, so new key fields (locks, limits)
@@ -390,18 +409,11 @@ impl Store for SqliteStore {
     async fn list_providers(&self, tenant: &str) -> StoreResult<Vec<Provider>> {
         let tenant = tenant.to_string();
         self.with(move |c| {
-            let mut st = c
-                .prepare("SELECT body FROM providers WHERE tenant = ?1 ORDER BY id")
-                .map_err(db)?;
-            let bodies = st
-                .query_map([tenant], |r| r.get::<_, String>(0))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            bodies
-                .iter()
-                .map(|b| serde_json::from_str(b).map_err(corrupt))
-                .collect()
+            json_bodies(
+                c,
+                "SELECT body FROM providers WHERE tenant = ?1 ORDER BY id",
+                &tenant,
+            )
         })
         .await
     }
@@ -862,18 +874,11 @@ impl Store for SqliteStore {
     async fn list_policies(&self, tenant: &str) -> StoreResult<Vec<PolicyRecord>> {
         let tenant = tenant.to_string();
         self.with(move |c| {
-            let mut st = c
-                .prepare("SELECT body FROM policies WHERE tenant = ?1 ORDER BY name")
-                .map_err(db)?;
-            let bodies = st
-                .query_map([tenant], |r| r.get::<_, String>(0))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            bodies
-                .iter()
-                .map(|b| serde_json::from_str(b).map_err(corrupt))
-                .collect()
+            json_bodies(
+                c,
+                "SELECT body FROM policies WHERE tenant = ?1 ORDER BY name",
+                &tenant,
+            )
         })
         .await
     }
@@ -983,18 +988,11 @@ impl Store for SqliteStore {
     async fn list_scope_limits(&self, tenant: &str) -> StoreResult<Vec<ScopeLimits>> {
         let tenant = tenant.to_string();
         self.with(move |c| {
-            let mut st = c
-                .prepare("SELECT body FROM scope_limits WHERE tenant = ?1 ORDER BY scope")
-                .map_err(db)?;
-            let bodies = st
-                .query_map([tenant], |r| r.get::<_, String>(0))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            bodies
-                .iter()
-                .map(|b| serde_json::from_str(b).map_err(corrupt))
-                .collect()
+            json_bodies(
+                c,
+                "SELECT body FROM scope_limits WHERE tenant = ?1 ORDER BY scope",
+                &tenant,
+            )
         })
         .await
     }
