@@ -1,4 +1,4 @@
-//! Each tenant's compiled policies and scope limits, read on every request without a lock.
+//! Each tenant's compiled policies, scope limits and model registry, read on every request without a lock.
 //!
 //! A tenant's set is loaded from the store on its first request and rebuilt whenever an admin
 //! changes a policy, the tenant default or a scope limit
@@ -9,7 +9,7 @@
 use arc_swap::ArcSwap;
 use latchkey_policy::limits::Limits;
 use latchkey_policy::rules::{CompiledPolicy, Policy};
-use latchkey_vault::model::TENANT_SCOPE;
+use latchkey_vault::model::{ModelEntry, TENANT_SCOPE};
 use latchkey_vault::store::{Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +25,8 @@ pub struct TenantRules {
     pub tenant_limits: Option<Limits>,
     /// Per-workload limits.
     pub workload_limits: HashMap<String, Limits>,
+    /// The model registry of `/v1`, by alias.
+    pub models: HashMap<String, ModelEntry>,
 }
 
 /// Why the policy a key names cannot be applied (the gateway fails closed).
@@ -91,6 +93,12 @@ impl TenantRules {
                 rules.workload_limits.insert(w.to_string(), limits);
             }
         }
+        rules.models = store
+            .list_models(tenant)
+            .await?
+            .into_iter()
+            .map(|m| (m.alias.clone(), m))
+            .collect();
         Ok(rules)
     }
 }

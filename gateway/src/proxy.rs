@@ -8,6 +8,7 @@ use crate::inject;
 use crate::limits::{self, CounterError};
 use crate::locks;
 use crate::metering::{self, Charge, Metering};
+use crate::openai;
 use crate::policy::{self, Subject, Verdict};
 use crate::providers::RoutedProvider;
 use crate::resolve::ResolvedKey;
@@ -212,7 +213,7 @@ async fn admit(
         || policy.as_ref().is_some_and(|p| p.needs_body())
         || wants_usage
         || routed.provider.failover.iter().any(|f| f.model.is_some());
-    if needs_body {
+    if needs_body && ctx.body.is_none() {
         ctx.body = Some(read_body(session).await?);
     }
     let mut json: Option<serde_json::Value> = ctx
@@ -518,6 +519,65 @@ fn plan_retry(
     }
 }
 
+/// `/v1/…`: finds the provider and upstream path (or answers `GET /v1/models` itself: `None`).
+async fn openai_route(
+    state: &Arc<GatewayState>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    rest: &str,
+) -> Result<Option<(String, String)>, GatewayError> {
+    let presented =
+        extract::presented(&session.req_header().headers).ok_or_else(GatewayError::missing_key)?;
+    let key = state.keys.resolve(presented.key).await?;
+    let rules = state
+        .policies
+        .get(state.store.as_ref(), &key.tenant)
+        .await
+        .map_err(|_| {
+            GatewayError::new(
+                503,
+                "store_unavailable",
+                "the model registry cannot be loaded right now",
+            )
+        })?;
+    let json_body = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if json_body && !rules.models.is_empty() {
+        // The model decides the provider: read the body (kept for the later stages).
+        ctx.body = Some(read_body(session).await?);
+    }
+    let json: Option<serde_json::Value> = ctx
+        .body
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .and_then(|b| serde_json::from_slice(b).ok());
+    let method = session.req_header().method.as_str().to_string();
+    match openai::route(state, &key, &rules, &method, rest, json.as_ref()).await? {
+        openai::Destination::Answer(body) => {
+            ctx.key = Some(key);
+            respond_json(session, ctx, 200, body)
+                .await
+                .map_err(|_| GatewayError::internal("could not write the response"))?;
+            Ok(None)
+        }
+        openai::Destination::Forward {
+            provider,
+            rest,
+            body,
+        } => {
+            if let Some(b) = body {
+                ctx.body = Some(b.clone());
+                ctx.upstream_body = Some(b);
+            }
+            Ok(Some((provider, rest)))
+        }
+    }
+}
+
 /// `application/json` or any `+json` media type.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -700,6 +760,13 @@ impl ProxyHttp for Gateway {
             Route::Proxy { provider, rest } => {
                 admit(&self.state, session, ctx, provider, rest).await
             }
+            Route::OpenAi { rest } => match openai_route(&self.state, session, ctx, rest).await {
+                Ok(Some((provider, rest))) => {
+                    admit(&self.state, session, ctx, &provider, &rest).await
+                }
+                Ok(None) => return Ok(true),
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(()) => Ok(false),

@@ -14,6 +14,12 @@ pub enum Route<'a> {
         /// Path after the provider, starting with `/`.
         rest: &'a str,
     },
+    /// `/v1/{rest}`: the OpenAI-compatible endpoint; the provider comes from the model registry
+    /// or the key. `rest` keeps its leading `/`.
+    OpenAi {
+        /// Path after `/v1`, starting with `/`.
+        rest: &'a str,
+    },
     /// Anything else.
     NotFound,
 }
@@ -24,12 +30,20 @@ pub enum Route<'a> {
 /// use latchkey_gateway::route::{classify, Route};
 /// assert_eq!(classify("/proxy/openai/v1/models"), Route::Proxy { provider: "openai", rest: "/v1/models" });
 /// assert_eq!(classify("/healthz"), Route::Health);
+/// assert_eq!(classify("/v1/chat/completions"), Route::OpenAi { rest: "/chat/completions" });
 /// ```
 pub fn classify(path: &str) -> Route<'_> {
     match path {
         "/healthz" => return Route::Health,
         "/readyz" => return Route::Ready,
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/v1") {
+        if rest.is_empty() || rest.starts_with('/') {
+            return Route::OpenAi {
+                rest: if rest.is_empty() { "/" } else { rest },
+            };
+        }
     }
     let Some(after) = path.strip_prefix("/proxy/") else {
         return Route::NotFound;

@@ -174,6 +174,27 @@ pub struct Provider {
     /// Upstream timeouts overriding the gateway's defaults.
     #[serde(default, skip_serializing_if = "Timeouts::is_empty")]
     pub timeouts: Timeouts,
+    /// Where the provider serves the OpenAI-compatible API (`/v1` for OpenAI, `/openai/v1` for
+    /// Groq, `/v1beta/openai` for Gemini): the gateway's `/v1/{path}` goes to
+    /// `base_url + openai_base_path + /{path}`. `None`: not reachable through `/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai_base_path: Option<String>,
+}
+
+/// A model registry entry: what a client asks for on `/v1` (`gpt-4o`, `claude-sonnet`, `fast`)
+/// and the provider and exact model it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The name clients use in `model`.
+    pub alias: String,
+    /// The provider that serves it (must have an `openai_base_path`).
+    pub provider: String,
+    /// The provider's exact model id (replaces `model` in the request body).
+    pub model: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// One failover target of a provider.

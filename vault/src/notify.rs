@@ -29,8 +29,8 @@ pub enum Change {
     /// A lockdown switch was turned on or off; reload them all with
     /// [`crate::store::Store::list_lockdowns`].
     Lockdown,
-    /// A tenant's policies, its default policy or its scope limits changed; reload them with
-    /// [`crate::store::Store::list_policies`] and friends.
+    /// A tenant's policies, its default policy, its scope limits or its model registry changed;
+    /// reload them with [`crate::store::Store::list_policies`] and friends.
     Policies {
         /// Tenant.
         tenant: String,

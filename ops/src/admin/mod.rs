@@ -12,6 +12,7 @@ mod incidents;
 mod keys;
 mod limits;
 mod lockdown;
+mod models;
 mod policies;
 mod providers;
 mod system;
@@ -189,6 +190,11 @@ pub fn router(ctl: Arc<Control>) -> Router {
             get(policies::get_one).delete(policies::delete),
         )
         .route("/api/v1/policies/{name}/attach", post(policies::attach))
+        .route("/api/v1/models", get(models::list))
+        .route(
+            "/api/v1/models/{alias}",
+            axum::routing::put(models::put).delete(models::delete),
+        )
         .route("/api/v1/limits", get(limits::list))
         .route(
             "/api/v1/limits/{scope}",

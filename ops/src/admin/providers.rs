@@ -115,6 +115,8 @@ pub struct NewProvider {
     failover: Vec<FailoverTarget>,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    openai_base_path: Option<String>,
 }
 
 /// Failover targets must name other providers of the tenant, at most 8 of them.
@@ -180,6 +182,7 @@ pub async fn create(
         builtin: false,
         failover: n.failover,
         timeouts: n.timeouts,
+        openai_base_path: n.openai_base_path,
     };
     catalog::validate(&p, ctl.allow_private_upstreams)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -202,6 +205,7 @@ pub struct ProviderPatch {
     rate_limit_headers: Option<String>,
     failover: Option<Vec<FailoverTarget>>,
     timeouts: Option<Timeouts>,
+    openai_base_path: Option<String>,
 }
 
 /// `PATCH /api/v1/providers/{id}`.
@@ -242,6 +246,9 @@ pub async fn patch(
     }
     if let Some(v) = patch.timeouts {
         p.timeouts = v;
+    }
+    if let Some(v) = patch.openai_base_path {
+        p.openai_base_path = Some(v);
     }
     catalog::validate(&p, ctl.allow_private_upstreams)
         .map_err(|e| ApiError::invalid(e.to_string()))?;

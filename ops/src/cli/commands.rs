@@ -75,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Holds(h) => governance::holds(&state, json_out, h),
         Command::Limits(l) => governance::limits(&state, json_out, l),
+        Command::Models(m) => governance::models(&state, json_out, m),
     }
 }
 

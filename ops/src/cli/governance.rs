@@ -4,7 +4,7 @@
 use super::client::Admin;
 use super::commands::{emit, s, table};
 use super::state::CliState;
-use super::{HoldsCommand, LimitArgs, LimitsCommand};
+use super::{HoldsCommand, LimitArgs, LimitsCommand, ModelsCommand};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -289,6 +289,53 @@ pub fn limits(state: &CliState, json_out: bool, cmd: LimitsCommand) -> anyhow::R
             let scope = scope_of(tenant, workload)?;
             let v = admin.delete(&format!("limits/{scope}"))?;
             emit(json_out, v, || format!("Removed the limits of {scope}."))
+        }
+    }
+}
+
+/// `latchkey models …`.
+pub fn models(state: &CliState, json_out: bool, cmd: ModelsCommand) -> anyhow::Result<()> {
+    let admin = Admin::from_env_or_login(state)?;
+    match cmd {
+        ModelsCommand::List => {
+            let v = admin.get("models")?;
+            emit(json_out, v.clone(), || {
+                let rows: Vec<Vec<String>> = v["models"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|m| vec![s(&m["alias"]), s(&m["provider"]), s(&m["model"])])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if rows.is_empty() {
+                    return "No model aliases: /v1 sends requests to each key's first provider."
+                        .into();
+                }
+                table(&["ALIAS", "PROVIDER", "MODEL"], rows)
+            })
+        }
+        ModelsCommand::Set {
+            alias,
+            provider,
+            model,
+        } => {
+            let v = admin.put(
+                &format!("models/{alias}"),
+                &json!({ "provider": provider, "model": model }),
+            )?;
+            emit(json_out, v.clone(), || {
+                format!(
+                    "{} → {} {}",
+                    s(&v["alias"]),
+                    s(&v["provider"]),
+                    s(&v["model"])
+                )
+            })
+        }
+        ModelsCommand::Remove { alias } => {
+            let v = admin.delete(&format!("models/{alias}"))?;
+            emit(json_out, v, || format!("Removed {alias}."))
         }
     }
 }

@@ -90,6 +90,32 @@ pub enum Command {
     /// set with `keys create|update --rpm/--tpm/--budget-*`).
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// The model registry of the OpenAI-compatible `/v1` endpoint: alias → provider + model.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// `latchkey models …`.
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// The registry.
+    List,
+    /// Map an alias (what clients send as `model`) to a provider and its exact model.
+    Set {
+        /// The alias, e.g. `fast` or `gpt-4o`.
+        alias: String,
+        /// The provider that serves it.
+        #[arg(long)]
+        provider: String,
+        /// The provider's exact model id.
+        #[arg(long)]
+        model: String,
+    },
+    /// Remove an alias.
+    Remove {
+        /// The alias.
+        alias: String,
+    },
 }
 
 /// Rate limits and spend caps, shared by `keys create|update` and `limits set`.

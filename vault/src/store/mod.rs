@@ -9,8 +9,8 @@ pub use sqlite::SqliteStore;
 use crate::audit::{AuditRecord, ChainHead};
 use crate::envelope::Sealed;
 use crate::model::{
-    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, PolicyRecord, Provider,
-    ScopeLimits,
+    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, ModelEntry,
+    PolicyRecord, Provider, ScopeLimits,
 };
 use async_trait::async_trait;
 
@@ -149,6 +149,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_scope_limits(&self, limits: &ScopeLimits) -> StoreResult<()>;
     /// Removes the limits of one scope; true when some existed.
     async fn delete_scope_limits(&self, tenant: &str, scope: &str) -> StoreResult<bool>;
+
+    /// A tenant's model registry, by alias.
+    async fn list_models(&self, tenant: &str) -> StoreResult<Vec<ModelEntry>>;
+    /// Inserts or replaces a registry entry (matched by tenant and alias).
+    async fn put_model(&self, entry: &ModelEntry) -> StoreResult<()>;
+    /// Removes a registry entry; true when one existed.
+    async fn delete_model(&self, tenant: &str, alias: &str) -> StoreResult<bool>;
 
     /// Stores an admin token record.
     async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()>;

@@ -7,8 +7,8 @@ use super::{Store, StoreError, StoreResult};
 use crate::audit::{AuditEvent, AuditRecord, ChainHead};
 use crate::envelope::Sealed;
 use crate::model::{
-    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, PolicyRecord, Provider,
-    ScopeLimits,
+    AdminToken, Credential, Incident, KeyRecord, KeyStatus, LockdownEntry, ModelEntry,
+    PolicyRecord, Provider, ScopeLimits,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -116,6 +116,15 @@ CREATE TABLE scope_limits (
     PRIMARY KEY (tenant, scope)
 );
 ALTER TABLE tenants ADD COLUMN default_policy TEXT;
+"#,
+    // 4: the model registry of the OpenAI-compatible `/v1` endpoint.
+    r#"
+CREATE TABLE models (
+    tenant TEXT NOT NULL REFERENCES tenants(id),
+    alias TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, alias)
+);
 "#,
 ];
 
@@ -1024,6 +1033,45 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_models(&self, tenant: &str) -> StoreResult<Vec<ModelEntry>> {
+        let tenant = tenant.to_string();
+        self.with(move |c| {
+            json_bodies(
+                c,
+                "SELECT body FROM models WHERE tenant = ?1 ORDER BY alias",
+                &tenant,
+            )
+        })
+        .await
+    }
+
+    async fn put_model(&self, entry: &ModelEntry) -> StoreResult<()> {
+        let (tenant, alias) = (entry.tenant.clone(), entry.alias.clone());
+        let body = serde_json::to_string(entry).map_err(corrupt)?;
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO models (tenant, alias, body) VALUES (?1, ?2, ?3) ON CONFLICT(tenant, alias) DO UPDATE SET body = excluded.body",
+                [tenant, alias, body],
+            )
+            .map(|_| ())
+            .map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_model(&self, tenant: &str, alias: &str) -> StoreResult<bool> {
+        let (tenant, alias) = (tenant.to_string(), alias.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM models WHERE tenant = ?1 AND alias = ?2",
+                [tenant, alias],
+            )
+            .map(|n| n > 0)
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn insert_admin_token(&self, token: &AdminToken) -> StoreResult<()> {
         let t = token.clone();
         self.with(move |c| {
@@ -1320,6 +1368,25 @@ mod tests {
         assert!(s.delete_policy("default", "ci").await.unwrap());
         assert!(!s.delete_policy("default", "ci").await.unwrap());
         assert!(s.get_policy("default", "agents").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn model_registry_round_trip() {
+        let s = SqliteStore::in_memory().unwrap();
+        let mut e = ModelEntry {
+            tenant: "default".into(),
+            alias: "fast".into(),
+            provider: "groq".into(),
+            model: "llama-3.1-8b-instant".into(),
+            updated_at: Utc::now(),
+        };
+        s.put_model(&e).await.unwrap();
+        e.model = "llama-3.3-70b-versatile".into();
+        s.put_model(&e).await.unwrap();
+        assert_eq!(s.list_models("default").await.unwrap(), vec![e]);
+        assert!(s.list_models("other").await.unwrap().is_empty());
+        assert!(s.delete_model("default", "fast").await.unwrap());
+        assert!(!s.delete_model("default", "fast").await.unwrap());
     }
 
     #[tokio::test]
