@@ -35,6 +35,7 @@ pub mod lockdown;
 pub mod locks;
 pub mod metering;
 pub mod metrics;
+pub mod openai;
 pub mod policies;
 pub mod policy;
 pub mod providers;

@@ -8,6 +8,7 @@ pub mod access;
 pub mod limits;
 pub mod locks;
 pub mod pii;
+pub mod ratelimit;
 pub mod resilience;
 pub mod rules;
 pub mod usage;
