@@ -578,6 +578,30 @@ async fn openai_route(
     }
 }
 
+/// Adds the normalized rate-limit headers the provider's own dialect lets Latchkey derive
+/// (`x-ratelimit-*-requests|tokens`, IETF `ratelimit-policy`/`ratelimit`); the provider's headers
+/// stay as they are.
+fn normalize_rate_limits(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    let Some(p) = ctx.provider.as_ref() else {
+        return Ok(());
+    };
+    let dialect = p.provider.rate_limit_headers.as_str();
+    if dialect == "none" && !resp.headers.contains_key("retry-after-ms") {
+        return Ok(());
+    }
+    let pairs: Vec<(&str, &str)> = resp
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let added =
+        latchkey_policy::ratelimit::normalize(dialect, &pairs, chrono::Utc::now().timestamp());
+    for (name, value) in added.headers {
+        resp.insert_header(name, value)?;
+    }
+    Ok(())
+}
+
 /// `application/json` or any `+json` media type.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -992,6 +1016,7 @@ impl ProxyHttp for Gateway {
         if let Some(t) = &ctx.target {
             upstream_response.insert_header("x-latchkey-target", t.provider.as_str())?;
         }
+        normalize_rate_limits(ctx, upstream_response)?;
         if ctx.warned {
             if let Some(v) = &ctx.verdict {
                 let rule = v.rule.as_deref().unwrap_or("default");

@@ -162,6 +162,12 @@ impl Server {
         let ap = free_port();
         self.gateway = format!("http://127.0.0.1:{gp}");
         self.admin_url = format!("http://127.0.0.1:{ap}");
+        self.command(extra).spawn().unwrap()
+    }
+
+    /// `latchkey serve` on this server's current ports and data dir, with its environment,
+    /// logging to new files in the test dir (e.g. a second process started with `--upgrade`).
+    pub fn command(&self, extra: &[String]) -> Command {
         let n = std::fs::read_dir(self.dir.path())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -170,9 +176,9 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{gp}"))
+            .arg(self.gateway.trim_start_matches("http://"))
             .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{ap}"))
+            .arg(self.admin_url.trim_start_matches("http://"))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(extra)
@@ -184,7 +190,7 @@ impl Server {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.spawn().unwrap()
+        cmd
     }
 
     /// Everything the server wrote to stdout and stderr so far.
@@ -421,6 +427,45 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
             .header("content-type", "application/json")
             .body(Body::from(r#"{"error":{"message":"mock failure"}}"#))
             .unwrap();
+    }
+    if let Some((_, dialect)) = path.rsplit_once("/ratelimit-headers/") {
+        // Canned rate-limit headers in each provider's own dialect.
+        let reset = (chrono::Utc::now() + chrono::Duration::seconds(30))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let headers: Vec<(&str, String)> = match dialect {
+            "openai" => vec![
+                ("x-ratelimit-limit-requests", "500".into()),
+                ("x-ratelimit-remaining-requests", "499".into()),
+                ("x-ratelimit-reset-requests", "120ms".into()),
+                ("x-ratelimit-limit-tokens", "30000".into()),
+                ("x-ratelimit-remaining-tokens", "29000".into()),
+                ("x-ratelimit-reset-tokens", "2s".into()),
+            ],
+            "anthropic" => vec![
+                ("anthropic-ratelimit-requests-limit", "50".into()),
+                ("anthropic-ratelimit-requests-remaining", "49".into()),
+                ("anthropic-ratelimit-requests-reset", reset.clone()),
+                ("anthropic-ratelimit-tokens-limit", "40000".into()),
+                ("anthropic-ratelimit-tokens-remaining", "39000".into()),
+                ("anthropic-ratelimit-tokens-reset", reset),
+            ],
+            "github" => vec![
+                ("x-ratelimit-limit", "5000".into()),
+                ("x-ratelimit-remaining", "4999".into()),
+                ("x-ratelimit-used", "1".into()),
+                (
+                    "x-ratelimit-reset",
+                    (chrono::Utc::now().timestamp() + 60).to_string(),
+                ),
+                ("x-ratelimit-resource", "core".into()),
+            ],
+            _ => vec![],
+        };
+        let mut r = Response::builder().header("content-type", "application/json");
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        return r.body(Body::from("{}")).unwrap();
     }
     if path.ends_with("/hang") {
         tokio::time::sleep(Duration::from_secs(30)).await;
