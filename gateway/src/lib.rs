@@ -29,6 +29,7 @@ pub mod errors;
 pub mod extract;
 pub mod failover;
 pub mod geo;
+pub mod idempotency;
 pub mod inject;
 pub mod limits;
 pub mod lockdown;

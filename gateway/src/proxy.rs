@@ -4,6 +4,7 @@ use crate::credentials::Injectable;
 use crate::errors::GatewayError;
 use crate::extract;
 use crate::failover::{self, Chosen};
+use crate::idempotency;
 use crate::inject;
 use crate::limits::{self, CounterError};
 use crate::locks;
@@ -98,6 +99,9 @@ pub struct RequestCtx {
     ttfb: Option<f64>,
     /// Response body bytes passed to the client.
     response_bytes: u64,
+    /// The `Idempotency-Key` Latchkey adds for a provider that honours one, when the client sent
+    /// none (the same for every attempt of this request).
+    idempotency_key: Option<String>,
 }
 
 fn new_request_id() -> String {
@@ -212,7 +216,8 @@ async fn admit(
     let needs_body = locks::needs_body(&key, session.req_header().uri.path())
         || policy.as_ref().is_some_and(|p| p.needs_body())
         || wants_usage
-        || routed.provider.failover.iter().any(|f| f.model.is_some());
+        || routed.provider.failover.iter().any(|f| f.model.is_some())
+        || idempotency::applies(&routed.provider, session.req_header());
     if needs_body && ctx.body.is_none() {
         ctx.body = Some(read_body(session).await?);
     }
@@ -370,6 +375,18 @@ async fn admit(
         }
     }
 
+    if idempotency::applies(&routed.provider, session.req_header()) {
+        ctx.idempotency_key = Some(idempotency::derive(
+            &key.id,
+            session.req_header(),
+            &rest,
+            ctx.upstream_body
+                .as_deref()
+                .or(ctx.body.as_deref())
+                .unwrap_or_default(),
+            chrono::Utc::now().timestamp(),
+        ));
+    }
     ctx.rest = rest.into_owned();
     ctx.primary = Some(routed);
     ctx.deadline = ctx
@@ -733,6 +750,7 @@ impl ProxyHttp for Gateway {
             sent_at: None,
             ttfb: None,
             response_bytes: 0,
+            idempotency_key: None,
         }
     }
 
@@ -890,6 +908,9 @@ impl ProxyHttp for Gateway {
             ));
         }
         ctx.sent_at = Some(Instant::now());
+        if let Some(k) = &ctx.idempotency_key {
+            upstream_request.insert_header(idempotency::HEADER, k.as_str())?;
+        }
         if ctx.meter_wanted {
             // Usage is read from the response as it streams by: ask for it uncompressed.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
@@ -971,7 +992,8 @@ impl ProxyHttp for Gateway {
         );
         let req = session.req_header();
         let method = req.method.as_str().to_string();
-        let has_key = req.headers.contains_key("idempotency-key");
+        let has_key =
+            req.headers.contains_key(idempotency::HEADER) || ctx.idempotency_key.is_some();
         // A retry replays the body, so it must have been read whole (or be empty).
         let replayable = ctx.body.is_some()
             || req
