@@ -925,11 +925,28 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if session.was_upgraded() {
+            // A WebSocket (or other upgraded) session: frames pass untouched, but a key revoked
+            // or suspended since the upgrade is cut off at its next frame.
+            if self.state.options.cut_off_revoked_sessions {
+                if let Some(k) = &ctx.key {
+                    let still = self.state.keys.current(&k.hash).await;
+                    if !still.is_some_and(|r| r.status == KeyStatus::Active) {
+                        tracing::info!(request_id = %ctx.request_id, key = %k.id, "upgraded session cut off: the key is no longer active");
+                        return Err(Error::explain(
+                            ErrorType::HTTPStatus(401),
+                            "the proxy key was revoked during the session",
+                        ));
+                    }
+                }
+            }
+            return Ok(());
+        }
         if ctx.upstream_body.is_none() {
             return Ok(());
         }

@@ -131,6 +131,19 @@ impl KeyResolver {
         }
     }
 
+    /// The current record of a key already resolved once, by its hash: from the cache, or the
+    /// store after an admin change dropped it. `None` when it no longer exists or cannot be
+    /// read (callers treat that as "no longer valid").
+    pub async fn current(&self, hash: &str) -> Option<Arc<ResolvedKey>> {
+        if let Some(rec) = self.known.get(hash).await {
+            return Some(rec);
+        }
+        let rec = self.store.key_by_hash(hash).await.ok()??;
+        let resolved = Arc::new(prepare(&self.root, rec).ok()?);
+        self.known.insert(hash.to_string(), resolved.clone()).await;
+        Some(resolved)
+    }
+
     /// Resolves a presented key. Errors: `invalid_key` for malformed or unknown keys, or a
     /// `upstream_unavailable`-style 503 when the store cannot be reached on a cache miss.
     pub async fn resolve(&self, presented: &str) -> Result<Arc<ResolvedKey>, GatewayError> {

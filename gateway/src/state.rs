@@ -59,6 +59,9 @@ pub struct GatewayOptions {
     pub circuit: latchkey_policy::resilience::circuit::CircuitConfig,
     /// Retry limits and backoff.
     pub retry: latchkey_policy::resilience::retry::RetryPolicy,
+    /// Cut an upgraded (WebSocket) session off at its next client frame once its key is revoked
+    /// or suspended.
+    pub cut_off_revoked_sessions: bool,
     /// Connections arrive through the PROXY protocol relay
     /// ([`crate::proxy_protocol`]); the client address comes from [`GatewayState::proxied`].
     pub proxy_protocol: bool,
@@ -82,6 +85,7 @@ impl Default for GatewayOptions {
             default_max_output_tokens: 4_096,
             prices: Arc::new(PriceTable::builtin().clone()),
             proxy_protocol: false,
+            cut_off_revoked_sessions: true,
             circuit: Default::default(),
             retry: Default::default(),
         }

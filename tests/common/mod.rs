@@ -401,7 +401,10 @@ impl Mock {
 }
 
 async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if parts.uri.path().ends_with("/ws-echo") {
+        return ws_echo(mock, &mut parts).await;
+    }
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
     mock.seen.lock().unwrap().push(Seen {
         method: parts.method.clone(),
@@ -560,6 +563,37 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
         .header("content-type", "application/json")
         .body(Body::from(v.to_string()))
         .unwrap()
+}
+
+/// `/ws-echo`: a WebSocket that echoes text and binary frames, and answers a close with the
+/// same code. The upgrade request is recorded like any other.
+async fn ws_echo(mock: Mock, parts: &mut axum::http::request::Parts) -> Response {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::extract::FromRequestParts;
+    mock.seen.lock().unwrap().push(Seen {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+        body: Bytes::new(),
+    });
+    let ws = match WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return axum::response::IntoResponse::into_response(rejection),
+    };
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                // The WebSocket library answers a close with the same code by itself; keep
+                // reading so that answer is flushed before the connection ends.
+                Message::Close(_) => continue,
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => other,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 fn async_stream(
