@@ -25,7 +25,12 @@ pub fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
         let key = if name == "authorization" {
             match v.split_once(' ') {
                 Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-                _ => continue,
+                // An AWS SDK signing with the proxy key as its access key id (boto3 with
+                // aws_access_key_id=lk_…): the key is the credential's access key id.
+                _ => match crate::sigv4::proxy_key_from_sigv4(v) {
+                    Some(k) => k,
+                    None => continue,
+                },
             }
         } else {
             v.trim()
@@ -63,5 +68,10 @@ mod tests {
         assert_eq!(presented(&m).unwrap().key, "lk_q");
         assert!(presented(&h(&[("authorization", "Bearer ")])).is_none());
         assert!(presented(&HeaderMap::new()).is_none());
+        let m = h(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=lk_sig/20260101/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
+        )]);
+        assert_eq!(presented(&m).unwrap().key, "lk_sig");
     }
 }

@@ -153,11 +153,12 @@ pub fn rewrite(
         }
         AuthScheme::Query { .. } | AuthScheme::None => {}
         AuthScheme::SigV4 { .. } => {
-            return Err(GatewayError::new(
-                501,
-                "unsupported_auth_scheme",
-                "SigV4 signing is not available in this version of Latchkey",
-            ))
+            // The client's own SigV4 headers (made with the proxy key) go; the request is
+            // signed again, last, once its final body and headers are known
+            // (`crate::proxy`, with `crate::sigv4`).
+            for name in crate::sigv4::CLIENT_AUTH_HEADERS {
+                req.remove_header(name);
+            }
         }
     }
     Ok(())

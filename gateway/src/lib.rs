@@ -44,6 +44,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod resolve;
 pub mod route;
+pub mod sigv4;
 pub mod state;
 pub mod velocity;
 

@@ -14,6 +14,7 @@ use crate::policy::{self, Subject, Verdict};
 use crate::providers::RoutedProvider;
 use crate::resolve::ResolvedKey;
 use crate::route::{self, Route};
+use crate::sigv4;
 use crate::state::GatewayState;
 use crate::velocity;
 use async_trait::async_trait;
@@ -217,7 +218,9 @@ async fn admit(
         || policy.as_ref().is_some_and(|p| p.needs_body())
         || wants_usage
         || routed.provider.failover.iter().any(|f| f.model.is_some())
-        || idempotency::applies(&routed.provider, session.req_header());
+        || idempotency::applies(&routed.provider, session.req_header())
+        // SigV4 signs the body's hash.
+        || matches!(routed.provider.auth, AuthScheme::SigV4 { .. });
     if needs_body && ctx.body.is_none() {
         ctx.body = Some(read_body(session).await?);
     }
@@ -447,13 +450,6 @@ async fn bind_target_inner(
         .upstream
         .as_ref()
         .map_err(|why| GatewayError::new(503, "provider_not_configured", why.clone()))?;
-    if let AuthScheme::SigV4 { .. } = routed.provider.auth {
-        return Err(GatewayError::new(
-            501,
-            "unsupported_auth_scheme",
-            "SigV4 signing is not available in this version of Latchkey",
-        ));
-    }
     ctx.credential = if routed.provider.auth != AuthScheme::None {
         Some(
             state
@@ -615,6 +611,69 @@ fn normalize_rate_limits(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora
         latchkey_policy::ratelimit::normalize(dialect, &pairs, chrono::Utc::now().timestamp());
     for (name, value) in added.headers {
         resp.insert_header(name, value)?;
+    }
+    Ok(())
+}
+
+/// Signs the upstream request with the AWS credential stored for the provider.
+fn sign_sigv4(
+    req: &mut RequestHeader,
+    ctx: &RequestCtx,
+    service: &str,
+    region: &str,
+) -> Result<(), GatewayError> {
+    let Some(cred) = ctx.credential.as_ref() else {
+        return Err(GatewayError::internal("no AWS credential to sign with"));
+    };
+    let aws = sigv4::AwsCredential::parse(cred.secret.expose()).map_err(|_| {
+        GatewayError::new(
+            503,
+            "provider_not_configured",
+            "the stored AWS credential is not valid JSON with access_key_id and secret_access_key; connect it again",
+        )
+    })?;
+    if let Some(r) = aws.region.as_deref().filter(|r| *r != region) {
+        return Err(GatewayError::new(
+            503,
+            "provider_not_configured",
+            format!("the AWS credential is for region {r:?} but the provider signs for {region:?}; set the provider's base_url and auth (sigv4:{service}:{r}) to that region"),
+        ));
+    }
+    let host = req
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let path = req.uri.path().to_string();
+    let query = req.uri.query().map(str::to_string);
+    let body: &[u8] = ctx
+        .upstream_body
+        .as_deref()
+        .or(ctx.body.as_deref())
+        .unwrap_or_default();
+    let signed = {
+        let headers = sigv4::headers_to_sign(&req.headers);
+        sigv4::sign(&sigv4::SignInput {
+            credential: &aws,
+            method: req.method.as_str(),
+            host: &host,
+            path: &path,
+            query: query.as_deref(),
+            headers: &headers,
+            body,
+            service,
+            region,
+            time: std::time::SystemTime::now(),
+        })
+        .map_err(GatewayError::from)?
+    };
+    for (name, value) in signed {
+        let mut v = http::HeaderValue::from_str(&value)
+            .map_err(|_| GatewayError::internal("could not set a signature header"))?;
+        v.set_sensitive(true);
+        req.insert_header(name, v)
+            .map_err(|_| GatewayError::internal("could not set a signature header"))?;
     }
     Ok(())
 }
@@ -914,6 +973,17 @@ impl ProxyHttp for Gateway {
         if ctx.meter_wanted {
             // Usage is read from the response as it streams by: ask for it uncompressed.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+        }
+        if let AuthScheme::SigV4 { service, region } = &routed.provider.auth {
+            // Signed last, over the final headers and body, on every attempt.
+            if let Err(e) = sign_sigv4(upstream_request, ctx, service, region) {
+                let status = e.status;
+                ctx.error = Some(e);
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "SigV4 signing failed",
+                ));
+            }
         }
         if let Some(body) = &ctx.upstream_body {
             // A policy rewrote the body: announce its real length.

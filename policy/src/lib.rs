@@ -11,4 +11,5 @@ pub mod pii;
 pub mod ratelimit;
 pub mod resilience;
 pub mod rules;
+pub mod scrub;
 pub mod usage;

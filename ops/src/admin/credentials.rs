@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use latchkey_vault::envelope::{self, Binding};
 use latchkey_vault::keyfmt;
-use latchkey_vault::model::Credential;
+use latchkey_vault::model::{AuthScheme, Credential};
 use latchkey_vault::notify::Change;
 use latchkey_vault::SecretString;
 use serde::Deserialize;
@@ -44,6 +44,43 @@ fn valid_label(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// An AWS credential for a SigV4 provider: JSON `{"access_key_id", "secret_access_key",
+/// "session_token"?, "region"?}` (the AWS CLI's `AccessKeyId`/`SecretAccessKey`/`SessionToken`
+/// spelling too), stored compact. Errors name fields, never values.
+fn aws_credential(value: &SecretString) -> Result<SecretString, ApiError> {
+    let shape = "an AWS credential must be JSON {\"access_key_id\", \"secret_access_key\", \"session_token\"?, \"region\"?}";
+    let v: Value = serde_json::from_str(value.expose()).map_err(|_| ApiError::invalid(shape))?;
+    let field = |a: &str, b: &str| {
+        v.get(a)
+            .or_else(|| v.get(b))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (Some(id), Some(secret)) = (
+        field("access_key_id", "AccessKeyId"),
+        field("secret_access_key", "SecretAccessKey"),
+    ) else {
+        return Err(ApiError::invalid(shape));
+    };
+    if id.starts_with("lk_") {
+        return Err(ApiError::invalid(
+            "access_key_id is a Latchkey proxy key; store the real AWS credential",
+        ));
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("access_key_id".into(), id.into());
+    out.insert("secret_access_key".into(), secret.into());
+    if let Some(t) = field("session_token", "SessionToken") {
+        out.insert("session_token".into(), t.into());
+    }
+    if let Some(r) = field("region", "Region") {
+        out.insert("region".into(), r.into());
+    }
+    Ok(SecretString::new(Value::Object(out).to_string()))
+}
+
 /// `POST /api/v1/credentials`.
 pub async fn create(
     ctl: Ctl,
@@ -68,9 +105,12 @@ pub async fn create(
             provider.id
         )));
     }
-    let value = n.value.0;
+    let mut value = n.value.0;
     if value.expose().trim().is_empty() {
         return Err(ApiError::invalid("value is empty"));
+    }
+    if let AuthScheme::SigV4 { .. } = provider.auth {
+        value = aws_credential(&value)?;
     }
     if value.len() > MAX_VALUE_BYTES {
         return Err(ApiError::invalid("value is longer than 16 KiB"));
