@@ -16,6 +16,11 @@ pub struct FileConfig {
     pub threads: Option<usize>,
     pub allow_private_upstreams: Option<bool>,
     pub shutdown_grace_seconds: Option<u64>,
+    /// After SIGTERM, keep serving this long with `/readyz` failing before the listener closes.
+    pub shutdown_delay_seconds: Option<u64>,
+    /// Unix socket through which a new process takes over the listening sockets (`serve
+    /// --upgrade`). Default: `upgrade.sock` in the data dir.
+    pub upgrade_socket: Option<PathBuf>,
     pub public_url: Option<String>,
     pub log_format: Option<String>,
     #[serde(default)]
@@ -26,6 +31,10 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     /// The gateway listener expects a PROXY protocol (v1 or v2) header on every connection.
     pub proxy_protocol: Option<bool>,
+    /// Cut a WebSocket session off at its next frame once its key is revoked (default true).
+    pub cut_off_revoked_sessions: Option<bool>,
+    /// Mask the injected credential in provider responses (default true).
+    pub scrub_responses: Option<bool>,
     /// A MaxMind-format (`.mmdb`) database for geo-locked keys.
     pub geoip_database: Option<PathBuf>,
     /// Accepted clock skew of signed requests, in seconds.
@@ -98,6 +107,8 @@ pub struct Config {
     pub threads: usize,
     pub allow_private_upstreams: bool,
     pub shutdown_grace_seconds: u64,
+    pub shutdown_delay_seconds: u64,
+    pub upgrade_socket: PathBuf,
     pub public_url: String,
     pub log_json: bool,
     pub gateway: latchkey_gateway::GatewayOptions,
@@ -168,6 +179,12 @@ impl Config {
         let shutdown_grace_seconds = env_parse("LATCHKEY_SHUTDOWN_GRACE_SECONDS")?
             .or(file.shutdown_grace_seconds)
             .unwrap_or(5);
+        let shutdown_delay_seconds = env_parse("LATCHKEY_SHUTDOWN_DELAY_SECONDS")?
+            .or(file.shutdown_delay_seconds)
+            .unwrap_or(0);
+        if shutdown_delay_seconds > 3600 {
+            anyhow::bail!("shutdown_delay_seconds = {shutdown_delay_seconds} must be at most 3600");
+        }
         let public_url = env("LATCHKEY_PUBLIC_URL")
             .or(file.public_url)
             .unwrap_or_else(|| {
@@ -271,6 +288,12 @@ impl Config {
         if let Some(r) = file.retry {
             gateway.retry = r;
         }
+        if let Some(v) = file.cut_off_revoked_sessions {
+            gateway.cut_off_revoked_sessions = v;
+        }
+        if let Some(v) = file.scrub_responses {
+            gateway.scrub_responses = v;
+        }
         gateway.proxy_protocol = env_bool("LATCHKEY_PROXY_PROTOCOL")?
             .or(file.proxy_protocol)
             .unwrap_or(false);
@@ -282,19 +305,34 @@ impl Config {
             latchkey_ops::alerts::Webhook::parse(url)
                 .map_err(|e| anyhow::anyhow!("alerts.webhook_url: {e}"))?;
         }
+        let data_dir: PathBuf = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or("latchkey-data".into());
+        let upgrade_socket = env("LATCHKEY_UPGRADE_SOCKET")
+            .map(PathBuf::from)
+            .or(file.upgrade_socket)
+            .unwrap_or_else(|| data_dir.join("upgrade.sock"));
+        // A Unix socket path is limited to 107 bytes (sun_path); say so rather than panic later.
+        if upgrade_socket.as_os_str().len() > 107 {
+            anyhow::bail!(
+                "upgrade_socket {} is longer than 107 bytes; set a shorter path \
+                 (upgrade_socket / LATCHKEY_UPGRADE_SOCKET)",
+                upgrade_socket.display()
+            );
+        }
         Ok(Config {
             geoip_database,
             alert_webhook,
             listen,
             admin_listen,
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or("latchkey-data".into()),
+            data_dir,
             threads,
             allow_private_upstreams,
             shutdown_grace_seconds,
+            shutdown_delay_seconds,
+            upgrade_socket,
             public_url: public_url.trim_end_matches('/').to_string(),
             log_json,
             gateway,
@@ -339,6 +377,32 @@ mod tests {
             .to_string();
         std::env::remove_var("LATCHKEY_TRUSTED_PROXIES");
         assert!(err.contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn upgrade_socket_defaults_to_the_data_dir_and_must_fit_a_socket_address() {
+        let _guard = ENV_LOCK.lock().unwrap();
+        let args = ServeArgs {
+            data_dir: Some("/var/lib/latchkey".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&args).unwrap();
+        assert_eq!(
+            cfg.upgrade_socket,
+            PathBuf::from("/var/lib/latchkey/upgrade.sock")
+        );
+        assert_eq!(cfg.shutdown_delay_seconds, 0);
+        let args = ServeArgs {
+            data_dir: Some(PathBuf::from("/tmp").join("d".repeat(100))),
+            ..Default::default()
+        };
+        let err = Config::resolve(&args).unwrap_err().to_string();
+        assert!(err.contains("upgrade_socket"), "{err}");
+        let file: FileConfig =
+            toml::from_str("upgrade_socket = \"/run/lk.sock\"\nshutdown_delay_seconds = 5")
+                .unwrap();
+        assert_eq!(file.upgrade_socket, Some(PathBuf::from("/run/lk.sock")));
+        assert_eq!(file.shutdown_delay_seconds, Some(5));
     }
 
     #[test]

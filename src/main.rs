@@ -1,6 +1,7 @@
 //! `latchkey`: one binary for the gateway (`serve`) and the CLI.
 
 mod config;
+mod lifecycle;
 mod serve;
 
 use clap::Parser;

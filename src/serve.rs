@@ -1,11 +1,13 @@
 //! `latchkey serve`: wires the store, the vault, the gateway, the admin API and the audit
-//! writer together, and runs them until SIGTERM (graceful) or SIGINT (fast).
+//! writer together, and runs them until SIGTERM (graceful), SIGQUIT (hand over to a new process,
+//! then graceful) or SIGINT (fast); see [`crate::lifecycle`].
 //!
-//! Pingora owns the data-plane threads and the signal handling. The control plane (admin API,
+//! Pingora owns the data-plane threads and the listening sockets. The control plane (admin API,
 //! audit writer) runs on a small tokio runtime of its own, which outlives Pingora's so the audit
 //! batch is flushed after the last proxied request has been logged.
 
 use crate::config::Config;
+use crate::lifecycle::{self, ControlSockets, Lifecycle};
 use anyhow::Context;
 use latchkey_gateway::{Gateway, GatewayState};
 use latchkey_ops::admin::{self, Control};
@@ -14,14 +16,14 @@ use latchkey_ops::bootstrap;
 use latchkey_ops::cli::ServeArgs;
 use latchkey_vault::rootkey::RootKey;
 use latchkey_vault::store::{SqliteStore, Store};
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, RunArgs, Server};
 use std::sync::Arc;
 use std::time::Instant;
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,latchkey::access=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -80,6 +82,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args)?;
     init_logging(cfg.log_json);
     prepare_data_dir(&cfg)?;
+    // `--upgrade`: the running process keeps serving until this one is ready to take over.
+    let predecessor = if args.upgrade {
+        Some(lifecycle::running_server(&cfg.data_dir)?)
+    } else {
+        None
+    };
 
     let (root, created) = RootKey::load_or_create(&cfg.data_dir.join("root.key"))?;
     if created {
@@ -97,6 +105,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the control runtime")?;
 
     let token_file = cfg.data_dir.join("admin-token");
+    // Both processes serve for a moment during an upgrade, and a chain has one writer: the new
+    // process starts a chain of its own (`audit verify` checks every chain).
+    let chain = match predecessor {
+        Some(_) => format!(
+            "{MAIN_CHAIN}-{}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            std::process::id()
+        ),
+        None => MAIN_CHAIN.to_string(),
+    };
     let (audit, admin_listener) = ctl_rt.block_on(async {
         bootstrap::check_root_key(store.as_ref(), &root).await?;
         if let Some(token) = bootstrap::bootstrap_admin(store.as_ref(), &root, &token_file).await? {
@@ -106,28 +127,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 token.expose()
             );
         }
-        let audit = AuditWriter::start(store.clone(), MAIN_CHAIN).await?;
-        let listener = tokio::net::TcpListener::bind(cfg.admin_listen)
-            .await
-            .with_context(|| format!("cannot listen on admin_listen {}", cfg.admin_listen))?;
+        let audit = AuditWriter::start(store.clone(), &chain).await?;
+        // An upgrade inherits the listeners from the running process instead.
+        let listener = match predecessor {
+            Some(_) => None,
+            None => {
+                let bound = lifecycle::bind_listener(cfg.admin_listen);
+                let what = || format!("cannot listen on admin_listen {}", cfg.admin_listen);
+                Some(bound.with_context(what)?)
+            }
+        };
         anyhow::Ok((audit, listener))
     })?;
-    // Fail with a clear message rather than a Pingora panic when the port is taken. With the
-    // PROXY protocol on, the relay keeps this listener and Pingora listens on loopback behind it.
-    let public = std::net::TcpListener::bind(cfg.listen)
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let pingora_listen = if cfg.gateway.proxy_protocol {
+    // The gateway's listener is bound here, so a taken port fails with a clear message rather
+    // than a Pingora panic, and handed to Pingora; when upgrading, the running process hands it
+    // over instead. With the PROXY protocol on, the relay keeps this listener and Pingora
+    // listens on loopback behind it.
+    let public = match predecessor {
+        Some(_) => None,
+        None => {
+            let _in_rt = ctl_rt.enter();
+            Some(
+                lifecycle::bind_listener(cfg.listen)
+                    .with_context(|| format!("cannot listen on {}", cfg.listen))?,
+            )
+        }
+    };
+    let behind_relay = if cfg.gateway.proxy_protocol {
+        // Non-blocking, as tokio requires of a listener it is handed.
         let internal = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context(
-                "cannot pick a loopback port for the gateway behind the PROXY protocol relay",
-            )?;
-        public
-            .set_nonblocking(true)
-            .context("cannot configure the gateway listener")?;
-        Some((public, internal))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .context("cannot listen on loopback for the gateway behind the PROXY protocol relay")?;
+        Some(internal)
     } else {
-        drop(public);
         None
     };
 
@@ -188,45 +220,85 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.shutdown_grace_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: cfg.upgrade_socket.to_string_lossy().into_owned(),
         ..Default::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: predecessor.is_some(),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     let state_for_metrics = state.clone();
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state),
-        "latchkey gateway",
+    let life = Lifecycle::new(
+        state.clone(),
+        std::time::Duration::from_secs(cfg.shutdown_delay_seconds),
     );
-    match pingora_listen {
-        Some((public, internal)) => {
-            proxy.add_tcp(&internal.to_string());
+    let mut proxy = pingora::services::listening::Service::new(
+        "latchkey gateway".to_string(),
+        lifecycle::Lingering::new(
+            pingora::proxy::http_proxy(&server.configuration, Gateway::new(state)),
+            std::time::Duration::from_millis(500)
+                .min(std::time::Duration::from_secs(cfg.shutdown_grace_seconds)),
+        ),
+    );
+    // The admin API's and the relay's listeners travel with Pingora's on upgrades.
+    let mut sockets = ControlSockets::new();
+    let admin_rx = sockets.want("admin", cfg.admin_listen, admin_listener);
+    match behind_relay {
+        Some(internal) => {
+            let internal_addr = internal
+                .local_addr()
+                .context("cannot read the loopback gateway address")?;
+            proxy.add_tcp(&internal_addr.to_string());
+            sockets.pingora_listener(internal_addr.to_string(), internal);
+            let relay_rx = sockets.want("relay", cfg.listen, public);
             let peers = state_for_metrics.proxied.clone();
             let trusted = Arc::new(cfg.gateway.trusted_proxies.clone());
+            let stopped = life.stopped();
             ctl_rt.spawn(async move {
-                match tokio::net::TcpListener::from_std(public) {
-                    Ok(l) => {
-                        latchkey_gateway::proxy_protocol::serve(l, internal, peers, trusted).await
-                    }
+                let listener = match relay_rx.await {
+                    Ok(Ok(l)) => tokio::net::TcpListener::from_std(l),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => return,
+                };
+                match listener {
+                    Ok(l) => tokio::select! {
+                        // Connections already relayed keep going; new ones go to the next
+                        // process (upgrade) or nowhere (shutdown).
+                        _ = latchkey_gateway::proxy_protocol::serve(l, internal_addr, peers, trusted) => {}
+                        _ = stopped => {}
+                    },
                     Err(e) => tracing::error!(error = %e, "PROXY protocol listener failed"),
                 }
             });
             tracing::info!(public = %cfg.listen, "PROXY protocol on: every connection must start with a PROXY header");
         }
-        None => proxy.add_tcp(&cfg.listen.to_string()),
+        None => {
+            proxy.add_tcp(&cfg.listen.to_string());
+            if let Some(public) = public {
+                sockets.pingora_listener(cfg.listen.to_string(), public);
+            }
+        }
     }
-    server.add_service(proxy);
+    let sockets = server.add_service(sockets);
+    let proxy = server.add_service(proxy);
+    proxy.add_dependency(&sockets);
 
-    // Stop the admin API when Pingora starts shutting down.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    // Drain when Pingora starts shutting down; stop the admin API and the relay once the
+    // sockets are handed over (upgrade) or the listeners close (shutdown).
     let mut phases = server.watch_execution_phase();
+    let life_phases = life.clone();
     ctl_rt.spawn(async move {
         while let Ok(phase) = phases.recv().await {
-            if matches!(
-                phase,
-                ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted
-            ) {
-                let _ = stop_tx.send(true);
-                break;
+            match phase {
+                ExecutionPhase::GracefulUpgradeTransferringFds => life_phases.drain(),
+                ExecutionPhase::GracefulUpgradeCloseTimeout
+                | ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::ShutdownStarted => {
+                    life_phases.stop_control();
+                    break;
+                }
+                _ => {}
             }
         }
     });
@@ -246,11 +318,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }),
     );
+    let stopped = life.stopped();
+    let life_admin = life.clone();
     let admin_task = ctl_rt.spawn(async move {
-        let shutdown = async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
+        let listener = match admin_rx.await {
+            Ok(Ok(l)) => tokio::net::TcpListener::from_std(l),
+            Ok(Err(e)) => Err(e),
+            Err(_) => return,
         };
-        if let Err(e) = axum::serve(admin_listener, app)
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin API cannot listen");
+                return;
+            }
+        };
+        // Stop accepting first; close idle connections a moment later, so a connection
+        // accepted just before still gets its answer.
+        let listener = lifecycle::UntilStopped::new(listener, life_admin.stopped());
+        let shutdown = async move {
+            stopped.await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
         {
@@ -258,15 +348,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    tracing::info!(gateway = %cfg.listen, admin = %cfg.admin_listen, data_dir = %cfg.data_dir.display(), threads = cfg.threads, "latchkey is serving");
+    let signals = life
+        .signals(&ctl_rt)
+        .context("cannot install signal handlers")?;
+    if let Some(pid) = predecessor {
+        lifecycle::signal_when_listening(pid, &cfg.upgrade_socket);
+        tracing::info!(pid, socket = %cfg.upgrade_socket.display(), "taking over from the running process");
+    }
+    // Upgrading: returns once the running process has handed over its listening sockets. If none
+    // arrive within about 6 s, Pingora exits this process (docs/operations.md, limits).
     server.bootstrap();
-    server.run(RunArgs::default());
+    if let Err(e) = lifecycle::write_pid_file(&cfg.data_dir) {
+        tracing::warn!(error = %e, "cannot write the pid file; `serve --upgrade` will not find this process");
+    }
+    lifecycle::sd_notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+    tracing::info!(gateway = %cfg.listen, admin = %cfg.admin_listen, data_dir = %cfg.data_dir.display(), threads = cfg.threads, audit_chain = %chain, "latchkey is serving");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
 
     // Pingora has drained; flush what the last requests logged.
     ctl_rt.block_on(async {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), admin_task).await;
         audit.flush().await;
     });
+    lifecycle::remove_pid_file(&cfg.data_dir);
     tracing::info!("audit flushed; bye");
     Ok(())
 }

@@ -6,6 +6,7 @@
 use crate::errors::GatewayError;
 use crate::metrics::CacheObserver;
 use crate::state::GatewayOptions;
+use latchkey_policy::scrub::Scrubber;
 use latchkey_vault::envelope::{self, Binding};
 use latchkey_vault::rootkey::RootKey;
 use latchkey_vault::store::Store;
@@ -20,6 +21,30 @@ pub struct Injectable {
     pub credential_id: String,
     /// The plaintext secret.
     pub secret: SecretString,
+    /// Masks this secret (and recognizable fragments of it) in provider responses; built once
+    /// per decryption, beside the secret.
+    pub scrubber: Scrubber,
+}
+
+/// The forms a secret can take on the wire: as stored, base64 (`basic` auth sends
+/// `user:password` encoded), the password alone, and the secret parts of an AWS credential.
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut forms = vec![secret.to_string()];
+    if let Some((_, password)) = secret.split_once(':') {
+        if !password.is_empty() && !secret.trim_start().starts_with('{') {
+            forms.push(password.to_string());
+        }
+    }
+    forms.push(base64::engine::general_purpose::STANDARD.encode(secret));
+    if let Ok(serde_json::Value::Object(aws)) = serde_json::from_str::<serde_json::Value>(secret) {
+        for field in ["secret_access_key", "session_token"] {
+            if let Some(v) = aws.get(field).and_then(|v| v.as_str()) {
+                forms.push(v.to_string());
+            }
+        }
+    }
+    forms
 }
 
 /// `tenant \u{1f} provider \u{1f} workload`: one allocation per lookup instead of three.
@@ -119,9 +144,14 @@ impl CredentialCache {
                     tracing::error!(credential = %cred.id, "credential does not decrypt under the root key");
                     GatewayError::internal("the stored credential could not be decrypted")
                 })?;
+                let scrubber = Scrubber::new(&secret_forms(secret.expose())).map_err(|e| {
+                    tracing::error!(credential = %cred.id, error = %e, "cannot build the response scrubber for this credential");
+                    GatewayError::internal("the stored credential cannot be used safely")
+                })?;
                 Ok(Arc::new(Injectable {
                     credential_id: cred.id,
                     secret,
+                    scrubber,
                 }))
             })
             .await

@@ -103,6 +103,8 @@ pub struct RequestCtx {
     /// The `Idempotency-Key` Latchkey adds for a provider that honours one, when the client sent
     /// none (the same for every attempt of this request).
     idempotency_key: Option<String>,
+    /// Masks the injected credential in the response body as it streams.
+    scrub: Option<latchkey_policy::scrub::ScrubStream>,
 }
 
 fn new_request_id() -> String {
@@ -678,6 +680,25 @@ fn sign_sigv4(
     Ok(())
 }
 
+/// Masks the credential in response header values.
+fn scrub_headers(
+    scrubber: &latchkey_policy::scrub::Scrubber,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    let leaking: Vec<(http::HeaderName, Vec<u8>)> = resp
+        .headers
+        .iter()
+        .filter(|(_, v)| scrubber.contains_any(v.as_bytes()))
+        .map(|(k, v)| (k.clone(), scrubber.scrub(v.as_bytes()).into_owned()))
+        .collect();
+    for (name, value) in leaking {
+        let v = http::HeaderValue::from_bytes(&value)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("[REDACTED]"));
+        resp.insert_header(name, v)?;
+    }
+    Ok(())
+}
+
 /// `application/json` or any `+json` media type.
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -810,6 +831,7 @@ impl ProxyHttp for Gateway {
             ttfb: None,
             response_bytes: 0,
             idempotency_key: None,
+            scrub: None,
         }
     }
 
@@ -970,8 +992,9 @@ impl ProxyHttp for Gateway {
         if let Some(k) = &ctx.idempotency_key {
             upstream_request.insert_header(idempotency::HEADER, k.as_str())?;
         }
-        if ctx.meter_wanted {
-            // Usage is read from the response as it streams by: ask for it uncompressed.
+        if ctx.meter_wanted || self.state.options.scrub_responses {
+            // Usage is read, and secrets masked, in the response as it streams by: ask for it
+            // uncompressed.
             upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
         }
         if let AuthScheme::SigV4 { service, region } = &routed.provider.auth {
@@ -1126,6 +1149,17 @@ impl ProxyHttp for Gateway {
             upstream_response.insert_header("x-latchkey-target", t.provider.as_str())?;
         }
         normalize_rate_limits(ctx, upstream_response)?;
+        // Not for a switched protocol (WebSocket): masking raw frame bytes would corrupt frames.
+        if self.state.options.scrub_responses && upstream_response.status.as_u16() != 101 {
+            if let Some(cred) = ctx.credential.as_ref().filter(|c| !c.scrubber.is_empty()) {
+                // Providers echo keys in error messages: mask them in headers now and in the
+                // body as it streams. A masked body changes length, so it goes chunked.
+                scrub_headers(&cred.scrubber, upstream_response)?;
+                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                upstream_response.remove_header(&http::header::ETAG);
+                ctx.scrub = Some(cred.scrubber.stream());
+            }
+        }
         if ctx.warned {
             if let Some(v) = &ctx.verdict {
                 let rule = v.rule.as_deref().unwrap_or("default");
@@ -1143,7 +1177,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
         if let Some(chunk) = body.as_ref() {
@@ -1151,6 +1185,28 @@ impl ProxyHttp for Gateway {
             if let Some(m) = ctx.metering.as_mut() {
                 m.feed(chunk);
             }
+        }
+        if let Some(s) = ctx.scrub.as_mut() {
+            let mut out = match body.take() {
+                Some(b) => match s.push(&b) {
+                    Cow::Borrowed(x) => b.slice_ref(x),
+                    Cow::Owned(v) => Bytes::from(v),
+                },
+                None => Bytes::new(),
+            };
+            if end_of_stream {
+                let tail = s.finish();
+                if !tail.is_empty() {
+                    out = Bytes::from([&out[..], &tail[..]].concat());
+                }
+            }
+            // An empty non-final chunk stays `Some(empty)` (Pingora skips it); `None` only at
+            // the end.
+            *body = if out.is_empty() && end_of_stream {
+                None
+            } else {
+                Some(out)
+            };
         }
         if ctx.deadline.is_some_and(|d| Instant::now() > d) {
             // Past the provider's total timeout: cut the response off visibly (the client

@@ -59,6 +59,8 @@ pub struct GatewayOptions {
     pub circuit: latchkey_policy::resilience::circuit::CircuitConfig,
     /// Retry limits and backoff.
     pub retry: latchkey_policy::resilience::retry::RetryPolicy,
+    /// Mask the injected credential (and recognizable fragments of it) in provider responses.
+    pub scrub_responses: bool,
     /// Cut an upgraded (WebSocket) session off at its next client frame once its key is revoked
     /// or suspended.
     pub cut_off_revoked_sessions: bool,
@@ -86,6 +88,7 @@ impl Default for GatewayOptions {
             prices: Arc::new(PriceTable::builtin().clone()),
             proxy_protocol: false,
             cut_off_revoked_sessions: true,
+            scrub_responses: true,
             circuit: Default::default(),
             retry: Default::default(),
         }

@@ -470,6 +470,48 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
         }
         return r.body(Body::from("{}")).unwrap();
     }
+    if path.ends_with("/leak") || path.ends_with("/leak-stream") {
+        // A provider that echoes the key it was given, like a real one's error messages.
+        let auth = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_start_matches("Bearer ")
+            .to_string();
+        let masked = format!(
+            "{}{}{}",
+            &auth[..auth.len().min(8)],
+            "*".repeat(20),
+            &auth[auth.len().saturating_sub(4)..]
+        );
+        let text = format!(
+            "{{\"error\":{{\"message\":\"Incorrect API key provided: {auth}. Yours: {masked}\",\"type\":\"invalid_request_error\"}}}}"
+        );
+        if path.ends_with("/leak-stream") {
+            let sse = format!("data: {text}\n\ndata: [DONE]\n\n");
+            let pieces: Vec<Result<Bytes, std::io::Error>> = sse
+                .into_bytes()
+                .chunks(7)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let stream = futures::StreamExt::then(futures::stream::iter(pieces), |p| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                p
+            });
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("x-debug-key", auth)
+                .body(Body::from_stream(stream))
+                .unwrap();
+        }
+        return Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .header("x-debug-key", auth)
+            .body(Body::from(text))
+            .unwrap();
+    }
     if path.ends_with("/hang") {
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
