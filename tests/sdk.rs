@@ -111,3 +111,51 @@ async fn openai_python_sdk_chat_and_streaming() {
         assert!(!r.all_text().contains("lk_"));
     }
 }
+
+#[tokio::test]
+async fn anthropic_python_sdk_plain_and_streaming() {
+    let Some(py) = python() else {
+        eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with the anthropic package");
+        return;
+    };
+    let mock = Mock::start().await;
+    let s = Server::start().await;
+    s.point("anthropic", &mock.url()).await;
+    s.connect("anthropic", "sk-ant-api03-real-secret-for-tests", &[])
+        .await;
+    let (_, key) = s
+        .key(serde_json::json!({"name": "claude-agent", "providers": ["anthropic"]}))
+        .await;
+    let base = format!("{}/proxy/anthropic", s.gateway);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(py)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/sdk/anthropic_sdk.py"
+            ))
+            .arg(base)
+            .arg(key)
+            .env("NO_PROXY", "127.0.0.1")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["text"], "Hello from mock");
+    assert_eq!(v["stream"], "Hello from mock");
+    assert_eq!(v["stream_output_tokens"], 4);
+    let seen = mock.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert_eq!(r.uri.path(), "/v1/messages");
+        assert_eq!(r.headers["x-api-key"], "sk-ant-api03-real-secret-for-tests");
+        assert!(!r.all_text().contains("lk_"));
+    }
+}

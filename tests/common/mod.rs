@@ -542,6 +542,57 @@ async fn handle(State(mock): State<Mock>, req: Request<Body>) -> Response {
             .body(Body::from(body))
             .unwrap();
     }
+    if path.ends_with("/v1/messages") {
+        // Anthropic's Messages API, plain and streamed.
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if v["stream"] == serde_json::json!(true) {
+            let events = [
+                (
+                    "message_start",
+                    serde_json::json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":v["model"],"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":1}}}),
+                ),
+                (
+                    "content_block_start",
+                    serde_json::json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+                ),
+                (
+                    "content_block_delta",
+                    serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+                ),
+                (
+                    "content_block_delta",
+                    serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" from mock"}}),
+                ),
+                (
+                    "content_block_stop",
+                    serde_json::json!({"type":"content_block_stop","index":0}),
+                ),
+                (
+                    "message_delta",
+                    serde_json::json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}),
+                ),
+                ("message_stop", serde_json::json!({"type":"message_stop"})),
+            ];
+            let mut out = String::new();
+            for (name, data) in events {
+                out.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+            }
+            return Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from(out))
+                .unwrap();
+        }
+        let resp = serde_json::json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": v["model"],
+            "content": [{"type": "text", "text": "Hello from mock"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 9, "output_tokens": 4}
+        });
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(resp.to_string()))
+            .unwrap();
+    }
     if path.ends_with("/chat/completions") {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         // Test knobs: `x-mock-usage: IN,OUT` (reported usage, default 3,3), `x-mock-delay-ms`

@@ -39,6 +39,9 @@ fn view(p: &Provider, credentials: usize) -> Value {
         "env_key": p.env_key,
         "env_base_url": p.env_base_url,
         "credentials": credentials,
+        "openai_base_path": p.openai_base_path,
+        "failover": p.failover,
+        "timeouts": p.timeouts,
         "capabilities": {
             "vaulting": p.vaulting,
             "proxying": p.proxying,
@@ -46,6 +49,7 @@ fn view(p: &Provider, credentials: usize) -> Value {
             "idempotency": p.idempotency,
             "rate_limit_headers": p.rate_limit_headers,
             "rotation": p.rotation,
+            "openai_compatible": p.openai_base_path.is_some(),
         }
     })
 }

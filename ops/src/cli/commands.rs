@@ -235,6 +235,7 @@ fn providers_text(v: &Value) -> String {
                         s(&c["rotation"]),
                         yes(&c["idempotency"]),
                         s(&c["rate_limit_headers"]),
+                        yes(&c["openai_compatible"]),
                         s(&p["credentials"]),
                         s(&p["base_url"]),
                     ]
@@ -251,6 +252,7 @@ fn providers_text(v: &Value) -> String {
             "ROTATION",
             "IDEMPOTENCY",
             "RATELIMIT",
+            "/V1",
             "CREDS",
             "BASE URL",
         ],
