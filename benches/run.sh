@@ -11,9 +11,16 @@
 #   locked    the same Latchkey, with a key that has every lock armed: CIDR, geo (a generated
 #             MaxMind database), device fingerprint, signed requests (pre-signed, one fresh
 #             nonce per request), model allow-list, velocity thresholds
+#   nopolicy  the same Latchkey, a plain key, POST /proxy/openai/v1/chat/completions with a 4 KB
+#             OpenAI chat body (benches/wrk/chat-4k.json, wrk script benches/wrk/post.lua): the
+#             baseline for the policy cost
+#   policy    the same request with a key whose 20-rule policy (benches/wrk/policy-20-rules.toml)
+#             reads the prompt, tools and tool arguments: the body is buffered, parsed once and
+#             evaluated against every rule (none matches; the default `allow` forwards it)
 # at the full connection count and at half of it, and reports req/s, p50/p99,
 # CPU per request of the proxy process (utime+stime delta from /proc/PID/stat
-# divided by requests) and the latchkey/pingora and pingora/direct ratios.
+# divided by requests) and the latchkey/pingora, pingora/direct, locked/unlocked and
+# policy/nopolicy ratios.
 #
 # The table is printed and written to benches/RESULTS.md.
 #
@@ -25,7 +32,10 @@
 #   BENCH_THREADS        wrk threads                                (1)
 #   BENCH_PROXY_THREADS  worker threads of Latchkey and bare Pingora (LATCHKEY_THREADS or 1)
 #   BENCH_UPSTREAM_THREADS  fast_upstream tokio workers             (1)
-#   BENCH_ONLY           comma list of paths: direct,pingora,latchkey,unlocked,locked (all)
+#   BENCH_ONLY           comma list of paths:
+#                        direct,pingora,latchkey,unlocked,locked,nopolicy,policy (all)
+#   BENCH_POLICY         policy document (TOML) for the `policy` path; none of its rules may
+#                        match benches/wrk/chat-4k.json     (benches/wrk/policy-20-rules.toml)
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 #   BENCH_UPSTREAM_AUTH  Authorization value the upstream insists on, i.e. the
 #                        injected credential ("Bearer sk-bench-secret"; empty = no check)
@@ -48,12 +58,15 @@ HALF_CONNS="${BENCH_HALF_CONNS:-$((CONNS / 2))}"
 WRK_THREADS="${BENCH_THREADS:-1}"
 PROXY_THREADS="${BENCH_PROXY_THREADS:-${LATCHKEY_THREADS:-1}}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
-ONLY="${BENCH_ONLY:-direct,pingora,latchkey,unlocked,locked}"
+ONLY="${BENCH_ONLY:-direct,pingora,latchkey,unlocked,locked,nopolicy,policy}"
 UPSTREAM_AUTH="${BENCH_UPSTREAM_AUTH-Bearer sk-bench-secret}"
 CREDENTIAL="${BENCH_CREDENTIAL:-sk-bench-secret}"
 RESULTS="${BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
 STARTUP_TIMEOUT="${BENCH_STARTUP_TIMEOUT:-60}"
 LUA="$ROOT/benches/wrk/auth.lua"
+POST_LUA="$ROOT/benches/wrk/post.lua"
+CHAT_BODY="$ROOT/benches/wrk/chat-4k.json"
+POLICY_DOC="${BENCH_POLICY:-$ROOT/benches/wrk/policy-20-rules.toml}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
 
@@ -93,20 +106,26 @@ IFS=',' read -r -a _only <<<"$ONLY"
 for p in "${_only[@]}"; do
     p="${p// /}"
     case "$p" in
-        direct | pingora | latchkey | unlocked | locked) WANT[$p]=1 ;;
+        direct | pingora | latchkey | unlocked | locked | nopolicy | policy) WANT[$p]=1 ;;
         "") ;;
-        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,unlocked,locked)" ;;
+        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,unlocked,locked,nopolicy,policy)" ;;
     esac
 done
-for p in direct pingora latchkey unlocked locked; do
+for p in direct pingora latchkey unlocked locked nopolicy policy; do
     if [[ -n "${WANT[$p]:-}" ]]; then PATHS+=("$p"); fi
 done
 ((${#PATHS[@]} > 0)) || die "BENCH_ONLY selects nothing"
 want() { [[ -n "${WANT[$1]:-}" ]]; }
+# Whether any selected path goes through Latchkey.
+want_latchkey() { want latchkey || want unlocked || want locked || want nopolicy || want policy; }
 
 command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
 command -v curl >/dev/null || die "curl not found"
-[[ -f "$LUA" ]] || die "missing $LUA"
+for f in "$LUA" "$POST_LUA" "$CHAT_BODY" "$POLICY_DOC"; do [[ -f "$f" ]] || die "missing $f"; done
+# The policy's name, which labels its decisions in latchkey_policy_decisions_total.
+POLICY_NAME="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$POLICY_DOC" | head -n1)"
+[[ -n "$POLICY_NAME" ]] || die "$POLICY_DOC has no top-level name = \"...\" line"
+POLICY_RULES="$(grep -c '^\[\[rule\]\]' "$POLICY_DOC" || true)"
 
 pin() { # pin CPULIST -> prefix words for a command
     if [[ -n "$1" ]]; then
@@ -152,7 +171,9 @@ declare -A TAKEN=()
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        # Below Linux's default ephemeral range (32768-60999), so an outgoing connection of
+        # another process cannot take the port between this check and the bind.
+        p=$((20000 + RANDOM % 12000))
         [[ -n "${TAKEN[$p]:-}" ]] && continue
         # Something answering a connect means the port is in use.
         if ! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -197,7 +218,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
     log "building latchkey-benches (release)"
     cargo build --release -p latchkey-benches || die "cargo build -p latchkey-benches failed"
-    if want latchkey || want unlocked || want locked; then
+    if want_latchkey; then
         log "building latchkey (release)"
         cargo build --release --bin latchkey || die "cargo build --bin latchkey failed (run with BENCH_ONLY=direct,pingora to skip it)"
     fi
@@ -205,7 +226,7 @@ fi
 for b in fast_upstream bare_pingora; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b not built"
 done
-if want latchkey || want unlocked || want locked; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
+if want_latchkey; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
 
 # ---------------------------------------------------------------- start components
 UP_PORT="$(free_port)"
@@ -236,7 +257,7 @@ if want pingora; then
 fi
 
 LATCHKEY_CMD=""
-if want latchkey || want unlocked || want locked; then
+if want_latchkey; then
     LK_PORT="$(free_port)"
     LK_APORT="$(free_port)"
     LK_DATA="$WORK/latchkey-data"
@@ -304,7 +325,48 @@ if want latchkey || want unlocked || want locked; then
     AUTH[unlocked]="${AUTH[latchkey]}"
     PID_OF[unlocked]="$LK_PID"
     LUA_OF[unlocked]="$ROOT/benches/wrk/locked.lua"
+
+    # Policy cost: two fresh plain keys created alike, the second with the 20-rule policy
+    # attached; both paths send the same 4 KB chat body with the same wrk script.
+    CHAT_URL="http://127.0.0.1:$LK_PORT/proxy/openai/v1/chat/completions"
+    nopolicy_json="$(admin POST /api/v1/keys '{"name":"bench-nopolicy","providers":["openai"]}')"
+    policy_json="$(admin POST /api/v1/keys '{"name":"bench-policy","providers":["openai"]}')"
+    NOPOLICY_KEY="$(json_field key <<<"$nopolicy_json")"
+    POLICY_KEY="$(json_field key <<<"$policy_json")"
+    POLICY_KEY_ID="$(json_field id <<<"$policy_json")"
+    [[ "$NOPOLICY_KEY" == lk_* && "$POLICY_KEY" == lk_* && -n "$POLICY_KEY_ID" ]] ||
+        die "could not create the policy-cost keys: $nopolicy_json $policy_json"
+    policy_body="$(python3 -c 'import json,sys; print(json.dumps({"document": open(sys.argv[1]).read(), "key": sys.argv[2]}))' \
+        "$POLICY_DOC" "$POLICY_KEY_ID")"
+    admin POST /api/v1/policies "$policy_body" >/dev/null
+    for p in nopolicy policy; do
+        URL[$p]="$CHAT_URL"
+        PID_OF[$p]="$LK_PID"
+        LUA_OF[$p]="$POST_LUA"
+    done
+    AUTH[nopolicy]="Bearer $NOPOLICY_KEY"
+    AUTH[policy]="Bearer $POLICY_KEY"
 fi
+
+# policy_decisions ACTION -> latchkey_policy_decisions_total of the bench policy for ACTION
+# (enforce mode), from the admin listener's /metrics (0 when the series does not exist yet).
+policy_decisions() {
+    local text
+    text="$(curl -sS --max-time 5 -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$LK_APORT/metrics")" ||
+        die "GET /metrics failed"
+    awk -v pol="$POLICY_NAME" -v act="$1" '
+        /^latchkey_policy_decisions_total\{/ && index($0, "policy=\"" pol "\"") &&
+            index($0, "action=\"" act "\"") && index($0, "mode=\"enforce\"") { s += $NF }
+        END { printf "%d\n", s }' <<<"$text"
+}
+# policy_outcomes -> "allow=N other=M": how the bench policy decided so far. Every decision
+# must be the default allow (no rule matches the bench body).
+policy_outcomes() {
+    local a other=0 n
+    a="$(policy_decisions allow)"
+    for n in block warn hold route redact; do other=$((other + $(policy_decisions "$n"))); done
+    echo "allow=$a other=$other"
+}
 
 # sign_for PATH_URL COUNT -> writes $WORK/signed.txt with COUNT pre-signed requests.
 sign_for() {
@@ -324,13 +386,22 @@ for p in "${PATHS[@]}"; do
         hdr+=(-H "x-device-fingerprint: bench-device-1" -H "x-latchkey-timestamp: $ts"
             -H "x-latchkey-nonce: $nonce" -H "x-latchkey-signature: $sig")
     fi
+    if [[ "$p" == nopolicy || "$p" == policy ]]; then
+        hdr+=(-H 'Content-Type: application/json' --data-binary "@$CHAT_BODY")
+    fi
     code="$(curl -s -o "$WORK/check.$p" -w '%{http_code}' --max-time 5 "${hdr[@]}" "${URL[$p]}" || true)"
     [[ "$code" == 200 ]] || die "sanity request for '$p' (${URL[$p]}) returned HTTP ${code:-none}: $(head -c 300 "$WORK/check.$p" 2>/dev/null)"
 done
+if want policy; then
+    # The policy must have decided the sanity request, and by its default: a rule matching
+    # the bench body would measure a different outcome instead of the evaluation cost.
+    [[ "$(policy_outcomes)" == "allow=1 other=0" ]] ||
+        die "the bench policy did not decide the sanity request with its default allow ($(policy_outcomes)); does a rule in $POLICY_DOC match $CHAT_BODY?"
+fi
 log "all paths answer 200: ${PATHS[*]}"
 
 # ---------------------------------------------------------------- load
-declare -A RPS=() P50=() P99=() P999=() PCPU=() UCPU=() ERRS=() REQS=()
+declare -A RPS=() P50=() P99=() P999=() PCPU=() UCPU=() ERRS=() REQS=() POLICY_EVALS=()
 
 # run_wrk PATH CONNS DURATION -> sets WRK_OUT
 run_wrk() {
@@ -341,7 +412,7 @@ run_wrk() {
         # One fresh nonce per request: sign more than this machine can send in $d.
         sign_for "${URL[$p]}" $((60000 * $(dur_secs "$d") + 10000))
     fi
-    BENCH_AUTH="${AUTH[$p]}" BENCH_DEVICE=bench-device-1 BENCH_SIGNED_FILE="$WORK/signed.txt" \
+    BENCH_AUTH="${AUTH[$p]}" BENCH_DEVICE=bench-device-1 BENCH_SIGNED_FILE="$WORK/signed.txt" BENCH_BODY_FILE="$CHAT_BODY" \
         timeout "$limit" $PIN_WRK wrk -t"$WRK_THREADS" -c"$c" -d"$d" \
         --timeout 5s -s "${LUA_OF[$p]:-$LUA}" "${URL[$p]}" >"$WORK/wrk.out" 2>&1 &
     WRK_PID=$!
@@ -363,7 +434,8 @@ measure() {
         log "$p: warm-up ${WARMUP} at -c$c"
         run_wrk "$p" "$c" "$WARMUP"
     fi
-    local ppid="${PID_OF[$p]}" p0=0 p1=0 u0 u1
+    local ppid="${PID_OF[$p]}" p0=0 p1=0 u0 u1 d0=""
+    if [[ "$p" == policy ]]; then d0="$(policy_outcomes)"; fi
     if [[ -n "$ppid" ]]; then p0="$(cpu_ticks "$ppid")"; fi
     u0="$(cpu_ticks "$UP_PID")"
     log "$p: measuring ${DURATION} at -t$WRK_THREADS -c$c"
@@ -396,6 +468,16 @@ measure() {
     if [[ "${ERRS[$k]}" -gt 0 ]]; then
         log "WARNING: $p at -c$c had ${ERRS[$k]} errors/non-2xx responses: $line"
     fi
+    if [[ -n "$d0" ]]; then
+        # Every measured request was evaluated by the policy and allowed by its default.
+        local d1 a0 a1
+        d1="$(policy_outcomes)"
+        a0="$(sed -n 's/^allow=\([0-9]*\) .*/\1/p' <<<"$d0")"
+        a1="$(sed -n 's/^allow=\([0-9]*\) .*/\1/p' <<<"$d1")"
+        [[ "${d1#* }" == "other=0" ]] || die "the bench policy decided something other than allow during the $p pass ($d1)"
+        ((a1 - a0 >= reqs)) || die "only $((a1 - a0)) policy decisions for $reqs requests in the $p pass"
+        POLICY_EVALS[$k]=$((a1 - a0))
+    fi
     log "$p -c$c: ${RPS[$k]} req/s, p50 ${P50[$k]}us, p99 ${P99[$k]}us, proxy CPU ${PCPU[$k]:-n/a} us/req, upstream CPU ${UCPU[$k]} us/req"
 }
 
@@ -423,7 +505,7 @@ ENV_DESC="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS BENCH
     IFS=,
     echo "${PATHS[*]}"
 )"
-for v in BENCH_WRK_CPUS BENCH_PROXY_CPUS BENCH_UPSTREAM_CPUS; do
+for v in BENCH_WRK_CPUS BENCH_PROXY_CPUS BENCH_UPSTREAM_CPUS BENCH_POLICY; do
     if [[ -n "${!v:-}" ]]; then ENV_DESC+=" $v=${!v}"; fi
 done
 
@@ -441,6 +523,12 @@ report() {
     if want latchkey; then echo "  - \`latchkey\`: wrk → \`$LATCHKEY_CMD\` \`GET /proxy/openai/v1/models\` with an \`lk_\` key → fast_upstream (which answers 401 unless the stored credential was injected)"; fi
     if want unlocked; then echo "  - \`unlocked\`: the \`latchkey\` key driven exactly like \`locked\` (same wrk script and headers, which an unlocked key ignores and Latchkey strips): the baseline for the lock cost"; fi
     if want locked; then echo "  - \`locked\`: the same Latchkey process and request, with a key that has every lock armed: IP \`127.0.0.0/8\`, country US + city San Francisco (generated MaxMind database), device fingerprint header, signed requests (a fresh nonce and HMAC per request, pre-signed by \`benches/wrk/sign_requests.py\`, wrk script \`benches/wrk/locked.lua\`), model allow-list, velocity thresholds"; fi
+    if want nopolicy; then echo "  - \`nopolicy\`: the same Latchkey process, \`POST /proxy/openai/v1/chat/completions\` with a 4 096-byte OpenAI chat body (\`benches/wrk/chat-4k.json\`: system prompt, code-review conversation with a tool call and its result, two tools offered) and a plain key, wrk script \`benches/wrk/post.lua\`: the baseline for the policy cost (Latchkey streams the body through without reading it)"; fi
+    if want policy; then echo "  - \`policy\`: the same request with a key whose $POLICY_RULES-rule policy (\`${POLICY_DOC#"$ROOT"/}\`$(
+        if [[ "$POLICY_DOC" == "$ROOT/benches/wrk/policy-20-rules.toml" ]]; then
+            echo ": prompt substrings and regexes, tool globs, tool-argument substrings and regexes, models, headers, paths, methods, workloads; block/warn/hold/route"
+        fi
+    )) reads the prompt: Latchkey buffers the body, parses it once and evaluates every rule (none matches; the default \`allow\` forwards it — checked through \`latchkey_policy_decisions_total\`)"; fi
     echo "- CPU/req = (utime+stime delta from \`/proc/PID/stat\` over the measured pass) / requests. *Proxy* is the proxy process alone; *total* adds fast_upstream (for \`direct\` it is the upstream alone)."
     echo
     echo "| path | conns | req/s | p50 (µs) | p99 (µs) | p99.9 (µs) | proxy CPU/req (µs) | total CPU/req (µs) | errors |"
@@ -455,6 +543,7 @@ report() {
     local pairs=()
     if want latchkey && want pingora; then pairs+=("latchkey pingora"); fi
     if want locked && want unlocked; then pairs+=("locked unlocked"); fi
+    if want policy && want nopolicy; then pairs+=("policy nopolicy"); fi
     if want pingora && want direct; then pairs+=("pingora direct"); fi
     if want latchkey && want direct && ! want pingora; then pairs+=("latchkey direct"); fi
     if ((${#pairs[@]} > 0)); then
@@ -471,6 +560,15 @@ report() {
                 echo "| $a/$b | $c | $(ratio "${RPS[$ka]}" "${RPS[$kb]}") | $pc | $(ratio "$(total_cpu "$ka")" "$(total_cpu "$kb")") | $(delta "${P50[$ka]}" "${P50[$kb]}") | $(delta "${P99[$ka]}" "${P99[$kb]}") |"
             done
         done
+    fi
+    if want policy; then
+        local evals=()
+        for c in "${LEVELS[@]}"; do evals+=("-c$c: ${POLICY_EVALS[policy,$c]} for ${REQS[policy,$c]} requests"); done
+        echo
+        echo "Policy decisions during the measured \`policy\` passes (\`latchkey_policy_decisions_total\`, all by the default \`allow\`, none by a rule): $(
+            IFS=';'
+            echo "${evals[*]}" | sed 's/;/; /g'
+        ). Counted when the gateway decides, so requests still in flight when wrk stops add a few."
     fi
     echo
     echo "Notes: wrk's p50/p99 are closed-loop latencies (each connection waits for its response before sending the next request), so at full load they mostly reflect queueing at the slowest component; the half-load pass (-c$HALF_CONNS) shows the per-request latency each layer adds with less queueing. All components share $(nproc) CPUs with wrk itself, so absolute numbers are machine-bound — compare the ratios."

@@ -604,6 +604,14 @@ fn normalize_rate_limits(ctx: &RequestCtx, resp: &mut ResponseHeader) -> pingora
     if dialect == "none" && !resp.headers.contains_key("retry-after-ms") {
         return Ok(());
     }
+    // The common case, a response without rate-limit headers, costs one pass over the names.
+    if !resp
+        .headers
+        .keys()
+        .any(|k| latchkey_policy::ratelimit::is_relevant(k.as_str()))
+    {
+        return Ok(());
+    }
     let pairs: Vec<(&str, &str)> = resp
         .headers
         .iter()
@@ -1363,27 +1371,35 @@ impl ProxyHttp for Gateway {
         event.latency_ms = Some(elapsed.as_millis() as i64);
         event.request_id = Some(ctx.request_id.clone());
         if ctx.verdict.is_some() || settled.is_some() {
-            let mut detail = serde_json::Map::new();
+            // Written by hand (see `Verdict::write_json`): this runs on every decided request.
+            let mut d = String::with_capacity(320);
+            d.push('{');
             if let Some(c) = &ctx.credential {
-                detail.insert("credential".into(), c.credential_id.clone().into());
+                d.push_str(r#""credential":"#);
+                policy::push_json_str(&mut d, &c.credential_id);
+                d.push(',');
             }
             if let Some(v) = &ctx.verdict {
-                detail.insert("policy".into(), v.to_json());
+                d.push_str(r#""policy":"#);
+                v.write_json(&mut d);
+                d.push(',');
             }
             if let Some(s) = &settled {
-                detail.insert(
-                    "usage".into(),
-                    serde_json::json!({
-                        "input_tokens": s.usage.map(|u| u.input_tokens),
-                        "output_tokens": s.usage.map(|u| u.output_tokens),
-                        "charged_tokens": s.tokens,
-                        "cost_usd": s.cost_micros as f64 / 1_000_000.0,
-                        "estimated": s.estimated,
-                        "model": ctx.model,
-                    }),
-                );
+                let opt = |n: Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
+                d.push_str(&format!(
+                    r#""usage":{{"input_tokens":{},"output_tokens":{},"charged_tokens":{},"cost_usd":{},"estimated":{},"model":"#,
+                    opt(s.usage.map(|u| u.input_tokens)),
+                    opt(s.usage.map(|u| u.output_tokens)),
+                    s.tokens,
+                    s.cost_micros as f64 / 1_000_000.0,
+                    s.estimated,
+                ));
+                policy::push_opt_str(&mut d, ctx.model.as_deref());
+                d.push_str("},");
             }
-            event.detail = Some(serde_json::Value::Object(detail).to_string());
+            d.pop();
+            d.push('}');
+            event.detail = Some(d);
         } else if let Some(c) = &ctx.credential {
             // Credential ids are `cred_` + base62, so no JSON escaping is needed.
             event.detail = Some(format!(r#"{{"credential":"{}"}}"#, c.credential_id));

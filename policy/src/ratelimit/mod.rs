@@ -184,6 +184,12 @@ impl Normalized {
 /// matched without regard to ASCII case; values are trimmed; malformed values are skipped.
 /// See the [module documentation](self) for the mapping.
 pub fn normalize(dialect: &str, headers: &[(&str, &str)], now_unix: i64) -> Normalized {
+    // Most responses carry no rate-limit header at all: say so without building any name.
+    if !headers.iter().any(|(k, _)| is_relevant(k)) {
+        return Normalized {
+            headers: Vec::new(),
+        };
+    }
     let h = Headers(headers);
     let dialect = dialect.trim();
     let reading = if dialect.eq_ignore_ascii_case("openai") {
@@ -198,6 +204,16 @@ pub fn normalize(dialect: &str, headers: &[(&str, &str)], now_unix: i64) -> Norm
     Normalized {
         headers: emit::emit(h, &reading),
     }
+}
+
+/// Whether a header can feed the normalized set: a `…ratelimit…` or `retry-after…` header.
+pub fn is_relevant(name: &str) -> bool {
+    let contains = |needle: &[u8]| {
+        name.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    contains(b"ratelimit") || contains(b"retry-after")
 }
 
 #[cfg(test)]
