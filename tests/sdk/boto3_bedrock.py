@@ -26,8 +26,30 @@ conversed = client.converse(
     modelId=model,
     messages=[{"role": "user", "content": [{"text": "hi"}]}],
 )
+# The streaming variants: AWS event-stream frames pass through untouched.
+streamed_events = 0
+resp = client.invoke_model_with_response_stream(
+    modelId=model,
+    body=json.dumps({
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    }),
+)
+for event in resp["body"]:
+    if "chunk" in event:
+        streamed_events += 1
+converse_stream_text = ""
+for event in client.converse_stream(
+    modelId=model,
+    messages=[{"role": "user", "content": [{"text": "hi"}]}],
+)["stream"]:
+    delta = event.get("contentBlockDelta", {}).get("delta", {})
+    converse_stream_text += delta.get("text", "")
 print(json.dumps({
     "invoke": invoke_body["content"][0]["text"],
     "converse": conversed["output"]["message"]["content"][0]["text"],
     "converse_tokens": conversed["usage"]["totalTokens"],
+    "invoke_stream_chunks": streamed_events,
+    "converse_stream": converse_stream_text,
 }))
