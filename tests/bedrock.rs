@@ -14,14 +14,6 @@ use std::process::{Child, Command, Stdio};
 const AWS_SECRET: &str = "LatchkeyTestSecret/0123456789+abcdefghijKLMN";
 const MODEL_PATH: &str = "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0";
 
-fn python() -> Option<String> {
-    match std::env::var("LATCHKEY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("CI").is_ok() => panic!("LATCHKEY_TEST_PYTHON must be set in CI"),
-        _ => None,
-    }
-}
-
 struct BedrockMock {
     child: Child,
     url: String,
@@ -59,7 +51,7 @@ fn start_mock(py: &str) -> BedrockMock {
 
 #[tokio::test]
 async fn requests_are_re_signed_and_boto3_works_end_to_end() {
-    let Some(py) = python() else {
+    let Some(py) = common::python() else {
         eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with boto3");
         return;
     };
@@ -115,32 +107,14 @@ async fn requests_are_re_signed_and_boto3_works_end_to_end() {
 
     // boto3, signing with the proxy key as its access key id.
     let endpoint = format!("{}/proxy/bedrock", s.gateway);
-    let key = k.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(py)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/sdk/boto3_bedrock.py"
-            ))
-            .arg(endpoint)
-            .arg(key)
-            .env("NO_PROXY", "127.0.0.1")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::run_python(&py, "boto3_bedrock.py", vec![endpoint, k.clone()]).await;
     assert_eq!(v["invoke"], json!("hi"));
     assert_eq!(v["converse"], json!("hi"));
     assert!(v["invoke_stream_chunks"].as_u64().unwrap_or(0) > 0, "{v}");
-    assert!(!v["converse_stream"].as_str().unwrap_or("").is_empty(), "{v}");
+    assert!(
+        !v["converse_stream"].as_str().unwrap_or("").is_empty(),
+        "{v}"
+    );
 
     // What the provider received: verified signatures, never the proxy key.
     let seen: Value = s

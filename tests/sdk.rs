@@ -9,19 +9,9 @@ mod common;
 use common::{Mock, Server};
 use serde_json::Value;
 
-fn python() -> Option<String> {
-    match std::env::var("LATCHKEY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var("CI").is_ok() => {
-            panic!("LATCHKEY_TEST_PYTHON must point at a Python with `openai` in CI")
-        }
-        _ => None,
-    }
-}
-
 #[tokio::test]
 async fn openai_python_sdk_chat_and_streaming() {
-    let Some(py) = python() else {
+    let Some(py) = common::python() else {
         eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with the openai package");
         return;
     };
@@ -114,7 +104,7 @@ async fn openai_python_sdk_chat_and_streaming() {
 
 #[tokio::test]
 async fn anthropic_python_sdk_plain_and_streaming() {
-    let Some(py) = python() else {
+    let Some(py) = common::python() else {
         eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with the anthropic package");
         return;
     };
@@ -127,27 +117,7 @@ async fn anthropic_python_sdk_plain_and_streaming() {
         .key(serde_json::json!({"name": "claude-agent", "providers": ["anthropic"]}))
         .await;
     let base = format!("{}/proxy/anthropic", s.gateway);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(py)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/sdk/anthropic_sdk.py"
-            ))
-            .arg(base)
-            .arg(key)
-            .env("NO_PROXY", "127.0.0.1")
-            .env_remove("ANTHROPIC_API_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::run_python(&py, "anthropic_sdk.py", vec![base, key]).await;
     assert_eq!(v["text"], "Hello from mock");
     assert_eq!(v["stream"], "Hello from mock");
     assert_eq!(v["stream_output_tokens"], 4);

@@ -40,6 +40,40 @@ pub async fn raw_http(addr: &str, prefix: &[u8], request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The Python with the official SDKs (`openai`, `anthropic`, `boto3`) that `.ci/run` prepares
+/// in `.venv`. `None` outside CI when `LATCHKEY_TEST_PYTHON` is unset (the SDK tests then skip);
+/// in CI a missing Python fails the run.
+pub fn python() -> Option<String> {
+    match std::env::var("LATCHKEY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("LATCHKEY_TEST_PYTHON must point at the Python with the SDKs in CI")
+        }
+        _ => None,
+    }
+}
+
+/// Runs `tests/sdk/{script}` with `args` (no proxy for loopback, no provider key in the
+/// environment) and parses the one JSON line it prints; panics with its stderr on failure.
+pub async fn run_python(py: &str, script: &str, args: Vec<String>) -> Value {
+    let mut cmd = Command::new(py);
+    cmd.arg(format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("AWS_PROFILE");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A running `latchkey serve`.
 pub struct Server {
     pub child: Option<Child>,
