@@ -162,14 +162,11 @@ async fn aliases_pick_the_provider_and_rewrite_the_model() {
 
 #[tokio::test]
 async fn the_official_openai_sdk_works_through_v1_with_an_alias() {
-    let py = match std::env::var("LATCHKEY_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ if std::env::var("CI").is_ok() => panic!("LATCHKEY_TEST_PYTHON must be set in CI"),
-        _ => {
-            eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with the openai package");
-            return;
-        }
+    let Some(py) = common::python() else {
+        eprintln!("skipping: set LATCHKEY_TEST_PYTHON to a python with the openai package");
+        return;
     };
+
     let (mock, s) = setup().await;
     let (_, k) = s.key(json!({"name": "sdk", "providers": ["openai"]})).await;
     let (st, v) = s
@@ -181,26 +178,7 @@ async fn the_official_openai_sdk_works_through_v1_with_an_alias() {
         .await;
     assert_eq!(st, 200, "{v}");
     let base = format!("{}/v1", s.gateway);
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(py)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/sdk/openai_v1.py"
-            ))
-            .arg(base)
-            .arg(k)
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::run_python(&py, "openai_v1.py", vec![base, k]).await;
     assert_eq!(v["chat"], "Hello from mock");
     assert_eq!(v["stream"], "Hello from mock");
     assert_eq!(v["models"], json!(["fast"]));
