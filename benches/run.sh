@@ -17,6 +17,14 @@
 #   policy    the same request with a key whose 20-rule policy (benches/wrk/policy-20-rules.toml)
 #             reads the prompt, tools and tool arguments: the body is buffered, parsed once and
 #             evaluated against every rule (none matches; the default `allow` forwards it)
+#   pingora_post  the nopolicy request (same 4 KB body, same wrk script) through bare Pingora:
+#             the baseline for nopolicy (nopolicy/pingora_post ratio)
+#   sse       not wrk: benches' http_load (benches/src/bin/http_load.rs) sends a streamed chat
+#             request (benches/wrk/chat-stream.json, "stream": true) to direct, bare Pingora and
+#             Latchkey in turn; fast_upstream answers text/event-stream with BENCH_SSE_EVENTS
+#             events BENCH_SSE_GAP_US apart (first one with the head) and data: [DONE]. Reports
+#             time to first body byte (TTFB) and to the end of the stream, p50/p99, and the
+#             TTFB Latchkey adds over bare Pingora
 # at the full connection count and at half of it, and reports req/s, p50/p99,
 # CPU per request of the proxy process (utime+stime delta from /proc/PID/stat
 # divided by requests) and the latchkey/pingora, pingora/direct, locked/unlocked and
@@ -33,9 +41,13 @@
 #   BENCH_PROXY_THREADS  worker threads of Latchkey and bare Pingora (LATCHKEY_THREADS or 1)
 #   BENCH_UPSTREAM_THREADS  fast_upstream tokio workers             (1)
 #   BENCH_ONLY           comma list of paths:
-#                        direct,pingora,latchkey,unlocked,locked,nopolicy,policy (all)
+#                        direct,pingora,latchkey,unlocked,locked,nopolicy,policy,pingora_post,sse
+#                        (all)
 #   BENCH_POLICY         policy document (TOML) for the `policy` path; none of its rules may
 #                        match benches/wrk/chat-4k.json     (benches/wrk/policy-20-rules.toml)
+#   BENCH_SSE_CONNS      http_load connections of the sse pass     (16)
+#   BENCH_SSE_EVENTS     events per streamed answer                 (20)
+#   BENCH_SSE_GAP_US     pause between streamed events, µs          (1000)
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 #   BENCH_UPSTREAM_AUTH  Authorization value the upstream insists on, i.e. the
 #                        injected credential ("Bearer sk-bench-secret"; empty = no check)
@@ -58,7 +70,11 @@ HALF_CONNS="${BENCH_HALF_CONNS:-$((CONNS / 2))}"
 WRK_THREADS="${BENCH_THREADS:-1}"
 PROXY_THREADS="${BENCH_PROXY_THREADS:-${LATCHKEY_THREADS:-1}}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
-ONLY="${BENCH_ONLY:-direct,pingora,latchkey,unlocked,locked,nopolicy,policy}"
+ONLY="${BENCH_ONLY:-direct,pingora,latchkey,unlocked,locked,nopolicy,policy,pingora_post,sse}"
+SSE_CONNS="${BENCH_SSE_CONNS:-16}"
+SSE_EVENTS="${BENCH_SSE_EVENTS:-20}"
+SSE_GAP_US="${BENCH_SSE_GAP_US:-1000}"
+SSE_BODY="$ROOT/benches/wrk/chat-stream.json"
 UPSTREAM_AUTH="${BENCH_UPSTREAM_AUTH-Bearer sk-bench-secret}"
 CREDENTIAL="${BENCH_CREDENTIAL:-sk-bench-secret}"
 RESULTS="${BENCH_RESULTS:-$ROOT/benches/RESULTS.md}"
@@ -77,7 +93,7 @@ die() {
 }
 
 # ---------------------------------------------------------------- validation
-for v in CONNS HALF_CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS STARTUP_TIMEOUT; do
+for v in CONNS HALF_CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS STARTUP_TIMEOUT SSE_CONNS SSE_EVENTS SSE_GAP_US; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer (got '${!v}')"
 done
 ((CONNS > 0)) || die "BENCH_CONNS must be > 0"
@@ -106,22 +122,24 @@ IFS=',' read -r -a _only <<<"$ONLY"
 for p in "${_only[@]}"; do
     p="${p// /}"
     case "$p" in
-        direct | pingora | latchkey | unlocked | locked | nopolicy | policy) WANT[$p]=1 ;;
+        direct | pingora | latchkey | unlocked | locked | nopolicy | policy | pingora_post | sse) WANT[$p]=1 ;;
         "") ;;
-        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,unlocked,locked,nopolicy,policy)" ;;
+        *) die "BENCH_ONLY: unknown path '$p' (valid: direct,pingora,latchkey,unlocked,locked,nopolicy,policy,pingora_post,sse)" ;;
     esac
 done
-for p in direct pingora latchkey unlocked locked nopolicy policy; do
+# wrk paths (sse is a separate http_load pass).
+for p in direct pingora latchkey unlocked locked nopolicy policy pingora_post; do
     if [[ -n "${WANT[$p]:-}" ]]; then PATHS+=("$p"); fi
 done
-((${#PATHS[@]} > 0)) || die "BENCH_ONLY selects nothing"
+((${#PATHS[@]} > 0)) || [[ -n "${WANT[sse]:-}" ]] || die "BENCH_ONLY selects nothing"
 want() { [[ -n "${WANT[$1]:-}" ]]; }
-# Whether any selected path goes through Latchkey.
-want_latchkey() { want latchkey || want unlocked || want locked || want nopolicy || want policy; }
+# Whether any selected path goes through Latchkey / bare Pingora.
+want_latchkey() { want latchkey || want unlocked || want locked || want nopolicy || want policy || want sse; }
+want_pingora() { want pingora || want pingora_post || want sse; }
 
 command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
 command -v curl >/dev/null || die "curl not found"
-for f in "$LUA" "$POST_LUA" "$CHAT_BODY" "$POLICY_DOC"; do [[ -f "$f" ]] || die "missing $f"; done
+for f in "$LUA" "$POST_LUA" "$CHAT_BODY" "$POLICY_DOC" "$SSE_BODY"; do [[ -f "$f" ]] || die "missing $f"; done
 # The policy's name, which labels its decisions in latchkey_policy_decisions_total.
 POLICY_NAME="$(sed -n 's/^name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$POLICY_DOC" | head -n1)"
 [[ -n "$POLICY_NAME" ]] || die "$POLICY_DOC has no top-level name = \"...\" line"
@@ -223,7 +241,7 @@ if [[ -z "${BENCH_SKIP_BUILD:-}" ]]; then
         cargo build --release --bin latchkey || die "cargo build --bin latchkey failed (run with BENCH_ONLY=direct,pingora to skip it)"
     fi
 fi
-for b in fast_upstream bare_pingora; do
+for b in fast_upstream bare_pingora http_load; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b not built"
 done
 if want_latchkey; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"; fi
@@ -231,7 +249,7 @@ if want_latchkey; then [[ -x "$BIN/latchkey" ]] || die "$BIN/latchkey not built"
 # ---------------------------------------------------------------- start components
 UP_PORT="$(free_port)"
 log "starting fast_upstream on 127.0.0.1:$UP_PORT ($UPSTREAM_THREADS thread(s))"
-up_args=(--port "$UP_PORT" --threads "$UPSTREAM_THREADS")
+up_args=(--port "$UP_PORT" --threads "$UPSTREAM_THREADS" --sse-events "$SSE_EVENTS" --sse-gap-us "$SSE_GAP_US")
 if [[ -n "$UPSTREAM_AUTH" ]]; then up_args+=(--require-auth "$UPSTREAM_AUTH"); fi
 $PIN_UPSTREAM "$BIN/fast_upstream" "${up_args[@]}" >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!
@@ -243,7 +261,7 @@ URL[direct]="http://127.0.0.1:$UP_PORT/v1/models"
 AUTH[direct]="$UPSTREAM_AUTH"
 PID_OF[direct]=""
 
-if want pingora; then
+if want_pingora; then
     PG_PORT="$(free_port)"
     log "starting bare_pingora on 127.0.0.1:$PG_PORT ($PROXY_THREADS thread(s))"
     $PIN_PROXY "$BIN/bare_pingora" --listen "127.0.0.1:$PG_PORT" --upstream "127.0.0.1:$UP_PORT" \
@@ -254,6 +272,10 @@ if want pingora; then
     URL[pingora]="http://127.0.0.1:$PG_PORT/v1/models"
     AUTH[pingora]="$UPSTREAM_AUTH"
     PID_OF[pingora]="$PG_PID"
+    URL[pingora_post]="http://127.0.0.1:$PG_PORT/v1/chat/completions"
+    AUTH[pingora_post]="$UPSTREAM_AUTH"
+    PID_OF[pingora_post]="$PG_PID"
+    LUA_OF[pingora_post]="$POST_LUA"
 fi
 
 LATCHKEY_CMD=""
@@ -386,7 +408,7 @@ for p in "${PATHS[@]}"; do
         hdr+=(-H "x-device-fingerprint: bench-device-1" -H "x-latchkey-timestamp: $ts"
             -H "x-latchkey-nonce: $nonce" -H "x-latchkey-signature: $sig")
     fi
-    if [[ "$p" == nopolicy || "$p" == policy ]]; then
+    if [[ "$p" == nopolicy || "$p" == policy || "$p" == pingora_post ]]; then
         hdr+=(-H 'Content-Type: application/json' --data-binary "@$CHAT_BODY")
     fi
     code="$(curl -s -o "$WORK/check.$p" -w '%{http_code}' --max-time 5 "${hdr[@]}" "${URL[$p]}" || true)"
@@ -398,7 +420,17 @@ if want policy; then
     [[ "$(policy_outcomes)" == "allow=1 other=0" ]] ||
         die "the bench policy did not decide the sanity request with its default allow ($(policy_outcomes)); does a rule in $POLICY_DOC match $CHAT_BODY?"
 fi
-log "all paths answer 200: ${PATHS[*]}"
+if want sse; then
+    # The streamed request must come back as an event stream ending with [DONE] on each hop.
+    for u in "http://127.0.0.1:$UP_PORT/v1/chat/completions|$UPSTREAM_AUTH" \
+        "http://127.0.0.1:$PG_PORT/v1/chat/completions|$UPSTREAM_AUTH" "$CHAT_URL|Bearer $PROXY_KEY"; do
+        out="$(curl -sS -N --max-time 10 -D - -H "Authorization: ${u#*|}" -H 'Content-Type: application/json' \
+            --data-binary "@$SSE_BODY" "${u%%|*}" 2>&1 || true)"
+        grep -qi '^content-type: text/event-stream' <<<"$out" && grep -q '^data: \[DONE\]' <<<"$out" ||
+            die "sanity streamed request to ${u%%|*} did not return an event stream ending with [DONE]: $(head -c 400 <<<"$out")"
+    done
+fi
+log "all paths answer 200: ${PATHS[*]}${WANT[sse]:+ sse}"
 
 # ---------------------------------------------------------------- load
 declare -A RPS=() P50=() P99=() P999=() PCPU=() UCPU=() ERRS=() REQS=() POLICY_EVALS=()
@@ -490,6 +522,42 @@ for c in "${LEVELS[@]}"; do
     done
 done
 
+# ---------------------------------------------------------------- sse (http_load)
+declare -A SSE=() SSE_CPU=()
+SSE_HOPS=(direct pingora latchkey)
+# run_sse HOP DURATION_SECS -> prints http_load's RESULT line
+run_sse() {
+    local hop="$1" d="$2" url auth
+    case "$hop" in
+        direct) url="http://127.0.0.1:$UP_PORT/v1/chat/completions" auth="$UPSTREAM_AUTH" ;;
+        pingora) url="http://127.0.0.1:$PG_PORT/v1/chat/completions" auth="$UPSTREAM_AUTH" ;;
+        latchkey) url="$CHAT_URL" auth="Bearer $PROXY_KEY" ;;
+    esac
+    timeout $((d + 30)) $PIN_WRK "$BIN/http_load" --url "$url" --method POST --body-file "$SSE_BODY" \
+        --header "Authorization: $auth" --header 'Content-Type: application/json' \
+        --conns "$SSE_CONNS" --duration "$d" >"$WORK/sse.out" 2>&1 || die "http_load against sse $hop failed: $(cat "$WORK/sse.out")"
+    grep '^RESULT ' "$WORK/sse.out" | tail -n1
+}
+if want sse; then
+    for hop in "${SSE_HOPS[@]}"; do
+        if [[ "$(dur_secs "$WARMUP")" -gt 0 ]]; then
+            log "sse $hop: warm-up ${WARMUP}"
+            run_sse "$hop" "$(dur_secs "$WARMUP")" >/dev/null
+        fi
+        ppid=""
+        case "$hop" in pingora) ppid="$PG_PID" ;; latchkey) ppid="$LK_PID" ;; esac
+        if [[ -n "$ppid" ]]; then c0="$(cpu_ticks "$ppid")"; fi
+        log "sse $hop: measuring $(dur_secs "$DURATION")s at $SSE_CONNS connections"
+        SSE[$hop]="$(run_sse "$hop" "$(dur_secs "$DURATION")")"
+        if [[ -n "$ppid" ]]; then
+            c1="$(cpu_ticks "$ppid")"
+            SSE_CPU[$hop]="$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" -v r="$(field requests <<<"${SSE[$hop]}")" \
+                'BEGIN { printf "%.1f", (b - a) / t * 1e6 / r }')"
+        fi
+        log "sse $hop: ${SSE[$hop]}"
+    done
+fi
+
 # ---------------------------------------------------------------- report
 fmt_lat() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
 total_cpu() { # proxy + upstream CPU per request
@@ -503,7 +571,7 @@ CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 GIT_REV="$(git rev-parse --short HEAD 2>/dev/null || echo 'uncommitted')"
 ENV_DESC="BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_CONNS=$CONNS BENCH_HALF_CONNS=$HALF_CONNS BENCH_THREADS=$WRK_THREADS BENCH_PROXY_THREADS=$PROXY_THREADS BENCH_UPSTREAM_THREADS=$UPSTREAM_THREADS BENCH_ONLY=$(
     IFS=,
-    echo "${PATHS[*]}"
+    echo "${PATHS[*]}${WANT[sse]:+,sse}"
 )"
 for v in BENCH_WRK_CPUS BENCH_PROXY_CPUS BENCH_UPSTREAM_CPUS BENCH_POLICY; do
     if [[ -n "${!v:-}" ]]; then ENV_DESC+=" $v=${!v}"; fi
@@ -529,6 +597,7 @@ report() {
             echo ": prompt substrings and regexes, tool globs, tool-argument substrings and regexes, models, headers, paths, methods, workloads; block/warn/hold/route"
         fi
     )) reads the prompt: Latchkey buffers the body, parses it once and evaluates every rule (none matches; the default \`allow\` forwards it — checked through \`latchkey_policy_decisions_total\`)"; fi
+    if want pingora_post; then echo "  - \`pingora_post\`: the \`nopolicy\` request (same 4 KB body, same wrk script \`benches/wrk/post.lua\`) through bare Pingora to fast_upstream \`POST /v1/chat/completions\`: the baseline for \`nopolicy\`"; fi
     echo "- CPU/req = (utime+stime delta from \`/proc/PID/stat\` over the measured pass) / requests. *Proxy* is the proxy process alone; *total* adds fast_upstream (for \`direct\` it is the upstream alone)."
     echo
     echo "| path | conns | req/s | p50 (µs) | p99 (µs) | p99.9 (µs) | proxy CPU/req (µs) | total CPU/req (µs) | errors |"
@@ -544,6 +613,7 @@ report() {
     if want latchkey && want pingora; then pairs+=("latchkey pingora"); fi
     if want locked && want unlocked; then pairs+=("locked unlocked"); fi
     if want policy && want nopolicy; then pairs+=("policy nopolicy"); fi
+    if want nopolicy && want pingora_post; then pairs+=("nopolicy pingora_post"); fi
     if want pingora && want direct; then pairs+=("pingora direct"); fi
     if want latchkey && want direct && ! want pingora; then pairs+=("latchkey direct"); fi
     if ((${#pairs[@]} > 0)); then
@@ -569,6 +639,28 @@ report() {
             IFS=';'
             echo "${evals[*]}" | sed 's/;/; /g'
         ). Counted when the gateway decides, so requests still in flight when wrk stops add a few."
+    fi
+    if want sse; then
+        echo
+        echo "### Streaming (SSE): time to first byte"
+        echo
+        echo "\`benches/src/bin/http_load.rs\`, closed loop, $SSE_CONNS keep-alive connections, $(dur_secs "$DURATION") s per hop (after ${WARMUP} warm-up): \`POST .../v1/chat/completions\` with \`benches/wrk/chat-stream.json\` (\`\"stream\": true\`); fast_upstream answers \`text/event-stream\` (chunked) with $SSE_EVENTS chat-completion-chunk events, the first written with the response head, the next ones ${SSE_GAP_US} µs apart, then \`data: [DONE]\`. *TTFB* = request written → first byte of response body data (a proxy that sent the head early but held the first event back would still show); *stream* = request written → end of the stream. Hops: \`direct\` → fast_upstream; \`pingora\` → bare Pingora → fast_upstream; \`latchkey\` → Latchkey (\`/proxy/openai/v1/chat/completions\`, plain \`lk_\` key) → fast_upstream."
+        echo
+        echo "| hop | streams/s | TTFB p50 (µs) | TTFB p99 (µs) | TTFB p99.9 (µs) | stream p50 (µs) | stream p99 (µs) | proxy CPU/stream (µs) | TCP connects | errors / non-2xx |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        local h l
+        for h in "${SSE_HOPS[@]}"; do
+            l="${SSE[$h]}"
+            echo "| $h | $(field rps <<<"$l") | $(field ttfb_p50_us <<<"$l") | $(field ttfb_p99_us <<<"$l") | $(field ttfb_p999_us <<<"$l") | $(field total_p50_us <<<"$l") | $(field total_p99_us <<<"$l") | ${SSE_CPU[$h]:-—} | $(field connects <<<"$l") | $(($(field errors <<<"$l") + $(field s5xx <<<"$l") + $(field sother <<<"$l"))) |"
+        done
+        echo
+        echo "| added by | TTFB p50 (µs) | TTFB p99 (µs) | stream p50 (µs) | stream p99 (µs) |"
+        echo "|---|---:|---:|---:|---:|"
+        local pr a b
+        for pr in "latchkey pingora" "pingora direct" "latchkey direct"; do
+            read -r a b <<<"$pr"
+            echo "| $a − $b | $(delta "$(field ttfb_p50_us <<<"${SSE[$a]}")" "$(field ttfb_p50_us <<<"${SSE[$b]}")") | $(delta "$(field ttfb_p99_us <<<"${SSE[$a]}")" "$(field ttfb_p99_us <<<"${SSE[$b]}")") | $(delta "$(field total_p50_us <<<"${SSE[$a]}")" "$(field total_p50_us <<<"${SSE[$b]}")") | $(delta "$(field total_p99_us <<<"${SSE[$a]}")" "$(field total_p99_us <<<"${SSE[$b]}")") |"
+        done
     fi
     echo
     echo "Notes: wrk's p50/p99 are closed-loop latencies (each connection waits for its response before sending the next request), so at full load they mostly reflect queueing at the slowest component; the half-load pass (-c$HALF_CONNS) shows the per-request latency each layer adds with less queueing. All components share $(nproc) CPUs with wrk itself, so absolute numbers are machine-bound — compare the ratios."

@@ -26,6 +26,21 @@ async fn echoed_secrets_are_masked_in_headers_json_and_split_streams() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401, "provider errors pass through");
+    // Still framed (chunked), so the connection stays reusable: never close-delimited.
+    assert_eq!(
+        resp.headers()
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked"),
+        "{:?}",
+        resp.headers()
+    );
+    assert_ne!(
+        resp.headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
     let header = resp.headers()["x-debug-key"].to_str().unwrap().to_string();
     let text = resp.text().await.unwrap();
     assert!(!header.contains(&SECRET[8..]), "{header}");

@@ -688,6 +688,16 @@ fn sign_sigv4(
     Ok(())
 }
 
+/// Whether a response carries a body the client will read (not `HEAD`, not 1xx/204/304, and not
+/// a switched protocol such as a WebSocket, whose frames must not be rewritten).
+fn has_body(req: &RequestHeader, resp: &ResponseHeader) -> bool {
+    let status = resp.status.as_u16();
+    req.method != http::Method::HEAD
+        && !(100..200).contains(&status)
+        && status != 204
+        && status != 304
+}
+
 /// Masks the credential in response header values.
 fn scrub_headers(
     scrubber: &latchkey_policy::scrub::Scrubber,
@@ -1148,7 +1158,7 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -1157,15 +1167,26 @@ impl ProxyHttp for Gateway {
             upstream_response.insert_header("x-latchkey-target", t.provider.as_str())?;
         }
         normalize_rate_limits(ctx, upstream_response)?;
-        // Not for a switched protocol (WebSocket): masking raw frame bytes would corrupt frames.
-        if self.state.options.scrub_responses && upstream_response.status.as_u16() != 101 {
+        if self.state.options.scrub_responses {
             if let Some(cred) = ctx.credential.as_ref().filter(|c| !c.scrubber.is_empty()) {
-                // Providers echo keys in error messages: mask them in headers now and in the
-                // body as it streams. A masked body changes length, so it goes chunked.
+                // Providers echo keys in error messages: mask them in headers always, and in
+                // the body as it streams.
                 scrub_headers(&cred.scrubber, upstream_response)?;
-                upstream_response.remove_header(&http::header::CONTENT_LENGTH);
-                upstream_response.remove_header(&http::header::ETAG);
-                ctx.scrub = Some(cred.scrubber.stream());
+                if has_body(session.req_header(), upstream_response) {
+                    // A masked body changes length: announce it chunked, so the connection
+                    // stays reusable (a response with neither length nor chunking would be
+                    // delimited by closing the connection).
+                    if upstream_response
+                        .headers
+                        .contains_key(http::header::CONTENT_LENGTH)
+                    {
+                        upstream_response.remove_header(&http::header::CONTENT_LENGTH);
+                        upstream_response
+                            .insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    }
+                    upstream_response.remove_header(&http::header::ETAG);
+                    ctx.scrub = Some(cred.scrubber.stream());
+                }
             }
         }
         if ctx.warned {

@@ -9,14 +9,27 @@
 //! * `--require-auth VALUE` makes it answer `401` unless the request carries
 //!   exactly `Authorization: VALUE`. The harness uses this to prove that the
 //!   credential really is injected by the gateway (wrk counts non-2xx).
+//! * a request whose (Content-Length) body contains `"stream":true` (or
+//!   `"stream": true`), e.g. an OpenAI chat completion with `"stream": true`, is
+//!   answered with `text/event-stream` (chunked): `--sse-events N` events
+//!   `data: {"choices":[{"delta":{"content":"tok i"}}]}` (default 20), the
+//!   first one written together with the response head, the next ones
+//!   `--sse-gap-us` apart (default 1000 µs; 0 = all in one write), then
+//!   `data: [DONE]`. Used by `sse_ttfb` (time to first byte through a proxy).
+//! * `--fail-permille N` answers `500` to N of every 1000 authorized requests,
+//!   chosen by a deterministic pseudo-random sequence (a splitmix64 hash of a
+//!   global request counter), for the soak run (`benches/soak.sh`).
 //!
 //! ```text
 //! fast_upstream --port 8080 [--addr 127.0.0.1] [--threads 1] [--require-auth 'Bearer sk-…']
+//!               [--fail-permille 50] [--sse-events 20] [--sse-gap-us 1000]
 //! ```
 
 use std::net::SocketAddr;
 use std::process::exit;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +38,8 @@ const OK_BODY: &[u8] =
     br#"{"object":"list","data":[{"id":"bench-model","object":"model","owned_by":"latchkey-bench"}]}"#;
 const DENIED_BODY: &[u8] = br#"{"error":{"message":"fast_upstream: wrong or missing Authorization","type":"invalid_request_error"}}"#;
 const BAD_REQUEST_BODY: &[u8] = br#"{"error":"bad request"}"#;
+const FAIL_BODY: &[u8] =
+    br#"{"error":{"message":"fast_upstream: injected failure","type":"server_error"}}"#;
 
 /// Largest request head we accept.
 const MAX_HEAD: usize = 64 * 1024;
@@ -37,6 +52,79 @@ struct Responses {
     denied: Vec<u8>,
     denied_close: Vec<u8>,
     bad_request: Vec<u8>,
+    fail: Vec<u8>,
+    fail_close: Vec<u8>,
+}
+
+/// Behaviour knobs shared by every connection.
+struct Config {
+    required_auth: Option<Vec<u8>>,
+    /// Answer 500 to this many of every 1000 authorized requests.
+    fail_permille: u64,
+    sse_events: usize,
+    sse_gap: Duration,
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// splitmix64: a well-mixed deterministic hash of the request counter.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn inject_failure(permille: u64) -> bool {
+    permille > 0 && splitmix64(REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed)) % 1000 < permille
+}
+
+fn sse_head(close: bool) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nServer: fast_upstream\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+        if close { "Connection: close\r\n" } else { "" }
+    )
+    .into_bytes()
+}
+
+/// One SSE event as one HTTP chunk.
+fn sse_chunk(out: &mut Vec<u8>, data: &str) {
+    let event = format!("data: {data}\n\n");
+    out.extend_from_slice(format!("{:x}\r\n", event.len()).as_bytes());
+    out.extend_from_slice(event.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn sse_event(out: &mut Vec<u8>, i: usize) {
+    sse_chunk(
+        out,
+        &format!(
+            r#"{{"id":"chatcmpl-bench","object":"chat.completion.chunk","model":"bench-model","choices":[{{"index":0,"delta":{{"content":"tok {i}"}},"finish_reason":null}}]}}"#
+        ),
+    );
+}
+
+/// Writes a whole SSE response: head + first event at once, then the rest `gap` apart.
+async fn write_sse(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    cfg: &Config,
+    close: bool,
+) -> std::io::Result<()> {
+    out.extend_from_slice(&sse_head(close));
+    for i in 0..cfg.sse_events {
+        sse_event(out, i);
+        if !cfg.sse_gap.is_zero() {
+            stream.write_all(out).await?;
+            out.clear();
+            tokio::time::sleep(cfg.sse_gap).await;
+        }
+    }
+    sse_chunk(out, "[DONE]");
+    out.extend_from_slice(b"0\r\n\r\n");
+    stream.write_all(out).await?;
+    out.clear();
+    Ok(())
 }
 
 fn response(status: &str, body: &[u8], close: bool) -> Vec<u8> {
@@ -58,6 +146,8 @@ impl Responses {
             denied: response("401 Unauthorized", DENIED_BODY, false),
             denied_close: response("401 Unauthorized", DENIED_BODY, true),
             bad_request: response("400 Bad Request", BAD_REQUEST_BODY, true),
+            fail: response("500 Internal Server Error", FAIL_BODY, false),
+            fail_close: response("500 Internal Server Error", FAIL_BODY, true),
         }
     }
 }
@@ -72,6 +162,8 @@ enum Parsed {
         len: usize,
         keep_alive: bool,
         authorized: bool,
+        /// The body asks for a streamed (SSE) answer.
+        stream: bool,
     },
     /// Malformed or oversized; answer 400 and close.
     Bad,
@@ -185,6 +277,7 @@ fn parse_request(buf: &[u8], required_auth: Option<&[u8]>) -> Parsed {
     }
 
     let body_start = head_end + 4;
+    let mut stream = false;
     let len = if chunked {
         match chunked_len(&buf[body_start..]) {
             None => return Parsed::Incomplete,
@@ -196,19 +289,23 @@ fn parse_request(buf: &[u8], required_auth: Option<&[u8]>) -> Parsed {
         if buf.len() < total {
             return Parsed::Incomplete;
         }
+        let body = &buf[body_start..total];
+        stream =
+            find(body, br#""stream":true"#).is_some() || find(body, br#""stream": true"#).is_some();
         total
     };
     Parsed::Request {
         len,
         keep_alive,
         authorized,
+        stream,
     }
 }
 
 async fn serve(
     mut stream: TcpStream,
     responses: Arc<Responses>,
-    required_auth: Option<Arc<[u8]>>,
+    cfg: Arc<Config>,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
@@ -225,7 +322,7 @@ async fn serve(
         let mut consumed = 0;
         let mut close = false;
         loop {
-            match parse_request(&buf[consumed..], required_auth.as_deref()) {
+            match parse_request(&buf[consumed..], cfg.required_auth.as_deref()) {
                 Parsed::Incomplete => break,
                 Parsed::Bad => {
                     out.extend_from_slice(&responses.bad_request);
@@ -236,15 +333,23 @@ async fn serve(
                     len,
                     keep_alive,
                     authorized,
+                    stream: sse,
                 } => {
                     consumed += len;
-                    let resp = match (authorized, keep_alive) {
-                        (true, true) => &responses.ok,
-                        (true, false) => &responses.ok_close,
-                        (false, true) => &responses.denied,
-                        (false, false) => &responses.denied_close,
-                    };
-                    out.extend_from_slice(resp);
+                    let fail = authorized && inject_failure(cfg.fail_permille);
+                    if authorized && !fail && sse {
+                        write_sse(&mut stream, &mut out, &cfg, !keep_alive).await?;
+                    } else {
+                        let resp = match (authorized, fail, keep_alive) {
+                            (true, false, true) => &responses.ok,
+                            (true, false, false) => &responses.ok_close,
+                            (true, true, true) => &responses.fail,
+                            (true, true, false) => &responses.fail_close,
+                            (false, _, true) => &responses.denied,
+                            (false, _, false) => &responses.denied_close,
+                        };
+                        out.extend_from_slice(resp);
+                    }
                     if !keep_alive {
                         close = true;
                         break;
@@ -268,14 +373,21 @@ struct Args {
     addr: SocketAddr,
     threads: usize,
     require_auth: Option<String>,
+    fail_permille: u64,
+    sse_events: usize,
+    sse_gap_us: u64,
 }
 
 const USAGE: &str =
     "usage: fast_upstream --port PORT [--addr IP|IP:PORT] [--threads N] [--require-auth VALUE]\n\
+    [--fail-permille N] [--sse-events N] [--sse-gap-us US]\n\
     \n  --port          TCP port (default 8080; overrides the port of --addr)\
     \n  --addr          listen IP or IP:PORT (default 127.0.0.1)\
     \n  --threads       tokio worker threads; 1 = current-thread runtime (default 1)\
-    \n  --require-auth  answer 401 unless `Authorization: VALUE` is present";
+    \n  --require-auth  answer 401 unless `Authorization: VALUE` is present\
+    \n  --fail-permille answer 500 to N of 1000 authorized requests (deterministic; default 0)\
+    \n  --sse-events    events in a streamed answer to a body with \"stream\": true (default 20)\
+    \n  --sse-gap-us    pause between streamed events, microseconds (default 1000)";
 
 fn die(msg: &str) -> ! {
     eprintln!("fast_upstream: {msg}\n\n{USAGE}");
@@ -287,6 +399,9 @@ fn parse_args() -> Args {
     let mut port: Option<u16> = None;
     let mut threads = 1usize;
     let mut require_auth = None;
+    let mut fail_permille = 0u64;
+    let mut sse_events = 20usize;
+    let mut sse_gap_us = 1000u64;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -325,6 +440,25 @@ fn parse_args() -> Args {
                 };
             }
             "--require-auth" => require_auth = Some(value("--require-auth")),
+            "--fail-permille" => {
+                let v = value("--fail-permille");
+                fail_permille = match v.parse() {
+                    Ok(n) if n <= 1000 => n,
+                    _ => die(&format!("bad --fail-permille {v:?} (0..=1000)")),
+                };
+            }
+            "--sse-events" => {
+                let v = value("--sse-events");
+                sse_events = v
+                    .parse()
+                    .unwrap_or_else(|_| die(&format!("bad --sse-events {v:?}")));
+            }
+            "--sse-gap-us" => {
+                let v = value("--sse-gap-us");
+                sse_gap_us = v
+                    .parse()
+                    .unwrap_or_else(|_| die(&format!("bad --sse-gap-us {v:?}")));
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 exit(0)
@@ -339,13 +473,16 @@ fn parse_args() -> Args {
         addr,
         threads,
         require_auth,
+        fail_permille,
+        sse_events,
+        sse_gap_us,
     }
 }
 
 async fn run(args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind(args.addr).await?;
     eprintln!(
-        "fast_upstream: listening on http://{} ({} thread{}{})",
+        "fast_upstream: listening on http://{} ({} thread{}{}, {} permille injected 500s, SSE {} events {} us apart)",
         listener.local_addr()?,
         args.threads,
         if args.threads == 1 { "" } else { "s" },
@@ -353,10 +490,18 @@ async fn run(args: Args) -> std::io::Result<()> {
             ", Authorization required"
         } else {
             ""
-        }
+        },
+        args.fail_permille,
+        args.sse_events,
+        args.sse_gap_us,
     );
     let responses = Arc::new(Responses::new());
-    let required: Option<Arc<[u8]>> = args.require_auth.map(|s| Arc::from(s.into_bytes()));
+    let cfg = Arc::new(Config {
+        required_auth: args.require_auth.map(String::into_bytes),
+        fail_permille: args.fail_permille,
+        sse_events: args.sse_events,
+        sse_gap: Duration::from_micros(args.sse_gap_us),
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -368,9 +513,9 @@ async fn run(args: Args) -> std::io::Result<()> {
             }
         };
         let responses = responses.clone();
-        let required = required.clone();
+        let cfg = cfg.clone();
         tokio::spawn(async move {
-            let _ = serve(stream, responses, required).await;
+            let _ = serve(stream, responses, cfg).await;
         });
     }
 }
@@ -403,7 +548,30 @@ mod tests {
             len,
             keep_alive,
             authorized,
+            stream: false,
         }
+    }
+
+    #[test]
+    fn detects_stream_requests() {
+        let r =
+            b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: 15\r\n\r\n{\"stream\":true}";
+        assert_eq!(
+            parse_request(r, None),
+            Parsed::Request {
+                len: r.len(),
+                keep_alive: true,
+                authorized: true,
+                stream: true
+            }
+        );
+    }
+
+    #[test]
+    fn failure_injection_rate() {
+        let n = 100_000;
+        let fails = (0..n).filter(|_| inject_failure(50)).count();
+        assert!((4_500..5_500).contains(&fails), "{fails}");
     }
 
     #[test]
