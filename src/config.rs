@@ -258,13 +258,15 @@ impl Config {
             }
             gateway.hold_timeout = secs(v);
         }
-        if let Some(v) = file.holds.capacity {
+        if let Some(v) = env_parse::<usize>("LATCHKEY_HOLD_CAPACITY")?.or(file.holds.capacity) {
             if v == 0 {
                 anyhow::bail!("holds.capacity must be at least 1");
             }
             gateway.hold_capacity = v;
         }
-        if let Some(v) = file.budgets.default_max_output_tokens {
+        if let Some(v) = env_parse::<u64>("LATCHKEY_DEFAULT_MAX_OUTPUT_TOKENS")?
+            .or(file.budgets.default_max_output_tokens)
+        {
             gateway.default_max_output_tokens = v;
         }
         let prices_file = env("LATCHKEY_PRICES_FILE")
