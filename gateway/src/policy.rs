@@ -35,13 +35,6 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The audit `detail` object.
-    pub fn to_json(&self) -> Value {
-        let mut s = String::with_capacity(160);
-        self.write_json(&mut s);
-        serde_json::from_str(&s).unwrap_or(Value::Null)
-    }
-
     /// Appends the audit `detail` object as JSON text. Written by hand: it runs on every
     /// request a policy decides, and building a `serde_json::Value` first cost more than the
     /// rule evaluation it records.
@@ -293,7 +286,9 @@ mod tests {
             hold: None,
             redactions: 3,
         };
-        let j = v.to_json();
+        let mut text = String::new();
+        v.write_json(&mut text);
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(j["name"], "we\"ird\\name\n");
         assert_eq!(j["rule"], "r-1");
         assert_eq!(j["action"], "warn");

@@ -124,7 +124,11 @@ async fn admit(
     let presented =
         extract::presented(&session.req_header().headers).ok_or_else(GatewayError::missing_key)?;
     ctx.carrier = presented.header;
-    let key = state.keys.resolve(presented.key).await?;
+    // `/v1` resolved the key already to pick the provider: one lookup per request.
+    let key = match ctx.key.clone() {
+        Some(k) => k,
+        None => state.keys.resolve(presented.key).await?,
+    };
     ctx.key = Some(key.clone());
 
     let facts = KeyFacts {
@@ -188,30 +192,14 @@ async fn admit(
         state.audit.record(event);
     }
     // The tenant's policies and limits: a lock-free read after its first request.
-    let rules = state
-        .policies
-        .get(state.store.as_ref(), &key.tenant)
-        .await
-        .map_err(|e| {
-            tracing::error!(request_id = %ctx.request_id, error = %e, "cannot load policies");
-            GatewayError::new(
-                503,
-                "store_unavailable",
-                "policies cannot be loaded right now",
-            )
-        })?;
+    let rules = tenant_rules(state, &key.tenant, &ctx.request_id).await?;
     let policy = rules
         .policy_for(key.policy.as_deref())
         .map_err(|e| GatewayError::new(503, "policy_unavailable", e.to_string()))?
         .cloned();
     let wants_estimate = limits::needs_estimate(&key, &rules);
     // Only JSON bodies are model calls worth estimating; uploads and forms cost nothing to read.
-    let json_body = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json);
+    let json_body = is_json(session.req_header());
     let wants_usage = (wants_estimate || velocity::watches_tokens(&key)) && json_body;
 
     // The body, read once (within Pingora's retry buffer) and parsed once, only when a stage
@@ -544,23 +532,8 @@ async fn openai_route(
     let presented =
         extract::presented(&session.req_header().headers).ok_or_else(GatewayError::missing_key)?;
     let key = state.keys.resolve(presented.key).await?;
-    let rules = state
-        .policies
-        .get(state.store.as_ref(), &key.tenant)
-        .await
-        .map_err(|_| {
-            GatewayError::new(
-                503,
-                "store_unavailable",
-                "the model registry cannot be loaded right now",
-            )
-        })?;
-    let json_body = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json);
+    let rules = tenant_rules(state, &key.tenant, &ctx.request_id).await?;
+    let json_body = is_json(session.req_header());
     if json_body && !rules.models.is_empty() {
         // The model decides the provider: read the body (kept for the later stages).
         ctx.body = Some(read_body(session).await?);
@@ -571,9 +544,11 @@ async fn openai_route(
         .filter(|b| !b.is_empty())
         .and_then(|b| serde_json::from_slice(b).ok());
     let method = session.req_header().method.as_str().to_string();
-    match openai::route(state, &key, &rules, &method, rest, json.as_ref()).await? {
+    let destination = openai::route(state, &key, &rules, &method, rest, json.as_ref()).await?;
+    // Kept for the audit, and so `admit` does not look the key up again.
+    ctx.key = Some(key);
+    match destination {
         openai::Destination::Answer(body) => {
-            ctx.key = Some(key);
             respond_json(session, ctx, 200, body)
                 .await
                 .map_err(|_| GatewayError::internal("could not write the response"))?;
@@ -717,15 +692,38 @@ fn scrub_headers(
     Ok(())
 }
 
-/// `application/json` or any `+json` media type.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+/// Whether the request body is `application/json` or any `+json` media type.
+fn is_json(req: &RequestHeader) -> bool {
+    let Some(ct) = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().as_bytes();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.len() >= 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+}
+
+/// The tenant's policies, limits and model registry (a lock-free read after its first request).
+async fn tenant_rules(
+    state: &GatewayState,
+    tenant: &str,
+    request_id: &str,
+) -> Result<Arc<crate::policies::TenantRules>, GatewayError> {
+    state
+        .policies
+        .get(state.store.as_ref(), tenant)
+        .await
+        .map_err(|e| {
+            tracing::error!(%request_id, error = %e, "cannot load the tenant's policies and model registry");
+            GatewayError::new(
+                503,
+                "store_unavailable",
+                "policies and the model registry cannot be loaded right now",
+            )
+        })
 }
 
 /// Reads the whole request body before the provider is contacted, within Pingora's 64 KiB
